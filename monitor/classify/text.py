@@ -1,0 +1,41 @@
+"""Text preparation shared by training and inference, so the model sees the same kind of text in both.
+
+`clean_text` removes what carries no sentiment (URLs, $TICKER cashtags, HTML remnants, zero-width
+characters); `split_sentences` cuts long text into sentences for chunked scoring and per-topic sentiment.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+_URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_CASHTAG_RE = re.compile(r"(?<![\w$])\$[A-Za-z][A-Za-z0-9._-]{0,9}\b")
+_TAG_RE = re.compile(r"<[^>\n]{0,500}>")
+_INVISIBLE_RE = re.compile(r"[\u200b-\u200f\u2028\u2029\u2060-\u2064\ufeff\u00ad]")
+_SPACE_RE = re.compile(r"\s+")
+_LEADING_PUNCT_RE = re.compile(r"^[\s\-–—:;,|/·•]+")
+# Sentence ends: Latin .!? followed by space, CJK 。！？ (and full-width ；), line breaks.
+_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[\"'“‘(\[A-Z0-9\u4e00-\u9fff])|(?<=[。！？；!?])|\n+")
+
+
+def clean_text(text: str) -> str:
+    """Normalise one text for the sentiment model: no URLs, cashtags, tags or invisible characters."""
+    if not text:
+        return ""
+    text = html.unescape(text).replace("…", " ")
+    text = _TAG_RE.sub(" ", text)
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE_RE.sub("", text)
+    text = _URL_RE.sub(" ", text)
+    text = _CASHTAG_RE.sub(" ", text)
+    text = _SPACE_RE.sub(" ", text).strip()
+    text = _LEADING_PUNCT_RE.sub("", text)
+    return text
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split on sentence ends (Latin and CJK) and line breaks; empty pieces are dropped."""
+    pieces = (piece.strip() for piece in _SENTENCE_RE.split(text or ""))
+    return [piece for piece in pieces if piece]

@@ -1,0 +1,306 @@
+"""Configuration: the YAML file plus environment overrides, validated once at the edge.
+
+Everything past `load_config` takes typed objects; nothing else reads the environment or the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
+DEFAULT_DATABASE_URL = "sqlite:///data/monitor.db"
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ConfigError(Exception):
+    """A configuration problem, with a message that names the file and the key."""
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse `90s`, `10m`, `6h`, `7d`, `2w` (or a number of seconds) into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative: {value!r}")
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    raise ValueError(f"not a duration: {value!r} (expected a number with a unit, e.g. 90s, 10m, 6h, 7d, 2w)")
+
+
+def _positive_duration(value: Any) -> timedelta:
+    duration = parse_duration(value)
+    if duration <= timedelta(0):
+        raise ValueError(f"duration must be positive: {value!r}")
+    return duration
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(_positive_duration)]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in the config must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    url: str
+    every: PositiveDuration = timedelta(minutes=10)
+    language: str | None = None  # a hint; detection still runs per article
+    topics: list[str] = Field(default_factory=list)  # optional hint of what the feed is about
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"feed url must be an http(s) URL, got {value!r}")
+        return value
+
+
+class TopicConfig(_Strict):
+    keywords: list[str] = Field(min_length=1)
+    description: str = ""
+    examples: list[str] = Field(default_factory=list)
+
+
+Metric = Literal[
+    "mean_sentiment", "negative_share", "positive_share", "volume", "volume_ratio", "sentiment_shift"
+]
+
+
+class AlertRuleConfig(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    topic: str
+    metric: Metric
+    window: PositiveDuration = timedelta(hours=6)
+    baseline: PositiveDuration | None = None  # for volume_ratio / sentiment_shift
+    above: float | None = None
+    below: float | None = None
+    clear: float | None = None
+    min_articles: int = Field(default=5, ge=0)
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    repeat: Duration | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _threshold(self) -> AlertRuleConfig:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("exactly one of 'above' or 'below' must be set")
+        if self.clear is not None:
+            if self.above is not None and self.clear > self.above:
+                raise ValueError(f"'clear' ({self.clear}) must be <= 'above' ({self.above}) for hysteresis")
+            if self.below is not None and self.clear < self.below:
+                raise ValueError(f"'clear' ({self.clear}) must be >= 'below' ({self.below}) for hysteresis")
+        if self.metric in ("volume_ratio", "sentiment_shift") and self.baseline is None:
+            object.__setattr__(self, "baseline", self.window * 4)
+        return self
+
+    @property
+    def threshold(self) -> float:
+        return self.above if self.above is not None else self.below  # type: ignore[return-value]
+
+    @property
+    def direction(self) -> Literal["above", "below"]:
+        return "above" if self.above is not None else "below"
+
+
+class ModelConfig(_Strict):
+    """The sentiment model. `default` is the project's own model shipped in models/."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    sentiment: str = "default"  # "default", a local path or a Hugging Face model id
+    multilingual: str | None = "default-multilingual"  # model for non-English text; None = use `sentiment`
+    route_languages: list[str] = Field(default_factory=lambda: ["en"])  # languages `sentiment` handles
+    backend: Literal["torch", "onnx"] = "torch"
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    max_length: int = Field(default=128, ge=16, le=512)
+    threads: int | None = Field(default=None, ge=1)
+    topic_threshold: float = Field(default=0.5, ge=0, le=1)
+    similarity_threshold: float = Field(default=0.45, ge=-1, le=1)
+
+
+class CollectConfig(_Strict):
+    connect_timeout: PositiveDuration = timedelta(seconds=5)
+    read_timeout: PositiveDuration = timedelta(seconds=20)
+    total_timeout: PositiveDuration = timedelta(seconds=60)
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    user_agent: str = "aichip-monitor/0.1 (+https://github.com/aichip-monitor)"
+    max_backoff: PositiveDuration = timedelta(hours=6)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    jitter: Duration = timedelta(seconds=30)
+
+
+class SlackConfig(_Strict):
+    bot_token: SecretStr | None = None
+    channel: str | None = None
+    webhook_url: SecretStr | None = None
+    api_url: str | None = None  # base URL of the Slack Web API, e.g. http://127.0.0.1:9999/api/
+
+    @property
+    def mode(self) -> Literal["bot", "webhook", "console"]:
+        if self.bot_token and self.channel:
+            return "bot"
+        if self.webhook_url:
+            return "webhook"
+        return "console"
+
+
+class NotifyConfig(_Strict):
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_base: PositiveDuration = timedelta(seconds=2)
+    backoff_max: PositiveDuration = timedelta(minutes=5)
+    timeout: PositiveDuration = timedelta(seconds=10)
+    deliver_every: PositiveDuration = timedelta(seconds=15)
+
+
+class HttpConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_token: SecretStr | None = None
+    public_url: str | None = None  # used in Slack messages to link to the dashboard
+
+
+class RetentionConfig(_Strict):
+    articles: Duration | None = timedelta(days=180)  # None keeps articles forever
+    every: PositiveDuration = timedelta(hours=6)
+
+
+class Settings(_Strict):
+    database_url: str = DEFAULT_DATABASE_URL
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    evaluate_every: PositiveDuration = timedelta(minutes=1)
+    feeds: list[FeedConfig] = Field(default_factory=list)
+    topics: dict[str, TopicConfig] = Field(default_factory=dict)
+    alerts: list[AlertRuleConfig] = Field(default_factory=list)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        names = [feed.name for feed in self.feeds]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"feeds: duplicate feed name(s): {', '.join(duplicates)}")
+        rule_names = [rule.name for rule in self.alerts]
+        duplicates = sorted({name for name in rule_names if rule_names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"alerts: duplicate rule name(s): {', '.join(duplicates)}")
+        for index, rule in enumerate(self.alerts):
+            if rule.topic not in self.topics:
+                known = ", ".join(sorted(self.topics)) or "none configured"
+                raise ValueError(f"alerts.{index}.topic: unknown topic {rule.topic!r} (known: {known})")
+        return self
+
+    def feed(self, name: str) -> FeedConfig:
+        for feed in self.feeds:
+            if feed.name == name:
+                return feed
+        raise ConfigError(f"unknown feed {name!r} (known: {', '.join(f.name for f in self.feeds)})")
+
+
+# Environment variables and the config key each one overrides (12-factor).
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "MONITOR_DATABASE_URL": ("database_url",),
+    "MONITOR_LOG_LEVEL": ("log_level",),
+    "MONITOR_LOG_FORMAT": ("log_format",),
+    "MONITOR_HTTP_HOST": ("http", "host"),
+    "MONITOR_HTTP_PORT": ("http", "port"),
+    "MONITOR_API_TOKEN": ("http", "api_token"),
+    "MONITOR_PUBLIC_URL": ("http", "public_url"),
+    "SLACK_BOT_TOKEN": ("slack", "bot_token"),
+    "SLACK_CHANNEL": ("slack", "channel"),
+    "SLACK_WEBHOOK_URL": ("slack", "webhook_url"),
+    "SLACK_API_URL": ("slack", "api_url"),
+}
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("MONITOR_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for variable, path in ENV_OVERRIDES.items():
+        value = environ.get(variable)
+        if value is None or value == "":
+            continue
+        target = data
+        for key in path[:-1]:
+            target = target.setdefault(key, {}) if isinstance(target.get(key, {}), dict) else {}
+        target[path[-1]] = value
+    return data
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"invalid configuration in {path}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read, merge with the environment and validate. Raises ConfigError naming the file and key."""
+    path = Path(path) if path is not None else default_config_path()
+    environ = dict(os.environ) if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration in {path}: the top level must be a mapping")
+    data = _apply_env(data, environ)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None

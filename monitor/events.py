@@ -1,0 +1,61 @@
+"""The small typed events that carry work from one stage to the next.
+
+Stages never call each other directly; the pipeline (monitor/pipeline.py) hands each stage's
+events to the next stage. Events carry identifiers and the data the next stage needs, not ORM rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleCollected:
+    """A new article, or a stored one whose title or text changed."""
+
+    article_id: int
+    feed: str
+    title: str
+    summary: str
+    url: str | None
+    language: str | None
+    published_at: datetime | None
+    is_update: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TopicScore:
+    name: str
+    relevance: float
+    sentiment: float
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleScored:
+    article_id: int
+    label: str
+    score: float
+    confidence: float
+    model: str
+    topics: tuple[TopicScore, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFired:
+    fingerprint: str
+    rule: str
+    topic: str
+    value: float
+    threshold: float
+    at: datetime
+    reminder: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlertResolved:
+    fingerprint: str
+    rule: str
+    topic: str
+    value: float | None
+    at: datetime

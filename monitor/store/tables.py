@@ -1,0 +1,184 @@
+"""The database tables. All of them live here so migrations see one metadata.
+
+Each stage reads and writes them only through the repository module of its concern
+(`monitor.store.feeds`, `.articles`, `.scores`, `.alerts`, `.outbox`, ...), never directly.
+Datetimes are stored as naive UTC and come back timezone-aware (see `UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from monitor.timeutil import as_utc
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC in Python, naive UTC in the database (identical on SQLite and PostgreSQL)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # noqa: ANN001
+        if value is None:
+            return None
+        return as_utc(value).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):  # noqa: ANN001
+        if value is None:
+            return None
+        return as_utc(value)
+
+
+def _ts(nullable: bool = True, index: bool = False) -> sa.Column:
+    return sa.Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class Feed(SQLModel, table=True):
+    __tablename__ = "feeds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, sa_column_kwargs={"unique": True}, nullable=False)
+    url: str = Field(max_length=2000)  # as configured
+    current_url: str | None = Field(default=None, max_length=2000)  # after a permanent redirect
+    etag: str | None = Field(default=None, max_length=500)
+    last_modified: str | None = Field(default=None, max_length=200)
+    last_polled_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_success_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_status: str | None = Field(default=None, max_length=40)  # ok | not_modified | malformed | error
+    last_http_status: int | None = None
+    last_error: str | None = Field(default=None, max_length=2000)
+    consecutive_errors: int = 0
+    next_poll_at: datetime | None = Field(default=None, sa_column=_ts())
+    entries_seen: int = 0
+    created_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class Article(SQLModel, table=True):
+    __tablename__ = "articles"
+    __table_args__ = (
+        sa.Index("ix_articles_happened_at", "happened_at"),
+        sa.Index("ix_articles_feed_happened", "feed_id", "happened_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    feed_id: int = Field(foreign_key="feeds.id", nullable=False)
+    dedupe_key: str = Field(max_length=64, sa_column_kwargs={"unique": True}, nullable=False)
+    url: str | None = Field(default=None, max_length=2000)  # canonical URL
+    guid: str | None = Field(default=None, max_length=1000)
+    title: str = Field(default="", max_length=1000)
+    summary: str = Field(default="", sa_type=sa.Text)
+    author: str | None = Field(default=None, max_length=500)
+    source: str | None = Field(default=None, max_length=300)  # publisher, when the feed names one
+    language: str | None = Field(default=None, max_length=16)
+    content_hash: str = Field(max_length=64)  # of title+summary: detects edits
+    published_at: datetime | None = Field(default=None, sa_column=_ts())
+    collected_at: datetime = Field(sa_column=_ts(nullable=False))
+    updated_at: datetime | None = Field(default=None, sa_column=_ts())
+    # published_at, or collected_at when the entry carries no date: the time window queries use.
+    happened_at: datetime = Field(sa_column=_ts(nullable=False))
+    revision: int = 1
+
+
+class ArticleScore(SQLModel, table=True):
+    """The latest score of an article, with the model that produced it (provenance)."""
+
+    __tablename__ = "article_scores"
+
+    article_id: int = Field(foreign_key="articles.id", primary_key=True, ondelete="CASCADE")
+    label: str = Field(max_length=16)
+    score: float  # P(positive) - P(negative), in [-1, 1]
+    confidence: float
+    p_negative: float
+    p_neutral: float
+    p_positive: float
+    model_name: str = Field(max_length=200)
+    model_version: str = Field(max_length=100)
+    scored_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class ArticleTopic(SQLModel, table=True):
+    """One row per (article, topic): what window queries and rules read."""
+
+    __tablename__ = "article_topics"
+    __table_args__ = (sa.Index("ix_article_topics_topic_happened", "topic", "happened_at"),)
+
+    article_id: int = Field(foreign_key="articles.id", primary_key=True, ondelete="CASCADE")
+    topic: str = Field(max_length=64, primary_key=True)
+    relevance: float
+    sentiment: float  # topic-specific score in [-1, 1]
+    label: str = Field(max_length=16)
+    happened_at: datetime = Field(sa_column=_ts(nullable=False))  # copy of articles.happened_at
+
+
+class Alert(SQLModel, table=True):
+    """Current state of one alert identity: the fingerprint of (rule, topic)."""
+
+    __tablename__ = "alerts"
+
+    fingerprint: str = Field(max_length=64, primary_key=True)
+    rule: str = Field(max_length=100, index=True)
+    topic: str = Field(max_length=64)
+    state: str = Field(max_length=16, index=True)  # inactive | pending | firing | resolved
+    value: float | None = None
+    threshold: float | None = None
+    article_count: int = 0
+    pending_since: datetime | None = Field(default=None, sa_column=_ts())
+    fired_at: datetime | None = Field(default=None, sa_column=_ts())
+    resolved_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_notified_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_evaluated_at: datetime | None = Field(default=None, sa_column=_ts())
+    slack_channel: str | None = Field(default=None, max_length=100)
+    slack_ts: str | None = Field(default=None, max_length=64)  # message of the current firing episode
+
+
+class AlertEvent(SQLModel, table=True):
+    """Alert history: every transition (pending, fired, reminder, resolved)."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (sa.Index("ix_alert_events_at", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    fingerprint: str = Field(max_length=64, index=True)
+    rule: str = Field(max_length=100)
+    topic: str = Field(max_length=64)
+    kind: str = Field(max_length=16)  # pending | fired | reminder | resolved | cancelled
+    value: float | None = None
+    threshold: float | None = None
+    article_count: int = 0
+    at: datetime = Field(sa_column=_ts(nullable=False))
+    detail: str | None = Field(default=None, sa_type=sa.Text)  # JSON
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: written in the same transaction as the alert transition, delivered later."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (sa.Index("ix_notifications_status_next", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_event_id: int = Field(foreign_key="alert_events.id", sa_column_kwargs={"unique": True})
+    fingerprint: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)  # fired | reminder | resolved
+    payload: str = Field(sa_type=sa.Text)  # JSON: text fallback, blocks, thread/update info
+    status: str = Field(default="pending", max_length=16)  # pending | sending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    delivered_at: datetime | None = Field(default=None, sa_column=_ts())
+    channel: str | None = Field(default=None, max_length=100)
+    slack_ts: str | None = Field(default=None, max_length=64)
+
+
+class Lease(SQLModel, table=True):
+    """A named lease for leader election between replicas (see monitor/store/leases.py)."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(max_length=64, primary_key=True)
+    holder: str = Field(max_length=200)
+    expires_at: datetime = Field(sa_column=_ts(nullable=False))
