@@ -150,6 +150,7 @@ class ModelConfig(_Strict):
     threads: int | None = Field(default=None, ge=1)
     topic_threshold: float = Field(default=0.5, ge=0, le=1)
     similarity_threshold: float = Field(default=0.45, ge=-1, le=1)
+    onnx_cache: str | None = None  # where `backend: onnx` keeps its int8 export; default ~/.cache/aichip-monitor
 
 
 class CollectConfig(_Strict):
@@ -185,6 +186,9 @@ class NotifyConfig(_Strict):
     backoff_max: PositiveDuration = timedelta(minutes=5)
     timeout: PositiveDuration = timedelta(seconds=10)
     deliver_every: PositiveDuration = timedelta(seconds=15)
+    # A one-shot `monitor collect` keeps retrying due deliveries (Retry-After, backoff) this long before
+    # leaving them queued for the next run.
+    collect_wait: Duration = timedelta(seconds=30)
 
 
 class HttpConfig(_Strict):
@@ -197,6 +201,12 @@ class HttpConfig(_Strict):
 class RetentionConfig(_Strict):
     articles: Duration | None = timedelta(days=180)  # None keeps articles forever
     every: PositiveDuration = timedelta(hours=6)
+
+
+class LeaderConfig(_Strict):
+    """Leader election between replicas (monitor/leader.py): how often standbys retry, the leader re-checks."""
+
+    check_every: PositiveDuration = timedelta(seconds=10)
 
 
 class Settings(_Strict):
@@ -213,6 +223,7 @@ class Settings(_Strict):
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    leader: LeaderConfig = Field(default_factory=LeaderConfig)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -59,8 +59,10 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            **_fields(record),
         }
+        for key, value in _fields(record).items():
+            # An extra named like a standard key (e.g. a Slack message `ts`) must not replace it.
+            payload[f"{key}_" if key in payload else key] = value
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return redact(json.dumps(payload, default=str, ensure_ascii=False))
@@ -72,5 +74,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "urllib3", "alembic.runtime.migration"):
+    for noisy in ("httpx", "httpcore", "apscheduler.executors", "urllib3", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -85,8 +85,42 @@ class Pipeline:
     def evaluate(self, now: datetime | None = None) -> list[AlertFired | AlertResolved]:
         return self.rules.evaluate(now=now)
 
-    def deliver(self, now: datetime | None = None):  # noqa: ANN201
-        return self.deliverer.deliver_due(now=now)
+    def deliver(self, now: datetime | None = None, wait: float = 0.0):  # noqa: ANN201
+        return self.deliverer.deliver_due(now=now, wait=wait)
+
+    def score_missing(self, limit: int = 1000, min_age: timedelta | None = None) -> int:
+        """Score stored articles that have no score yet (a pass killed between storing and scoring).
+
+        Their feed reports them as unchanged on the next poll, so nothing else would ever score them.
+        `min_age` skips articles collected more recently (a concurrent pass may still be scoring them).
+        """
+        from monitor.store.scores import articles_to_rescore
+        from monitor.timeutil import utcnow
+
+        before = utcnow() - min_age if min_age else None
+        done, after_id = 0, 0
+        while done < limit:
+            page = articles_to_rescore(
+                self.engine,
+                only_missing=True,
+                collected_before=before,
+                after_id=after_id,
+                limit=min(256, limit),
+            )
+            if not page:
+                break
+            events = [
+                ArticleCollected(
+                    article_id=a.article_id, feed="", title=a.title, summary=a.summary, url=None,
+                    language=a.language, published_at=a.published_at, is_update=False,
+                )
+                for a in page
+            ]
+            done += len(self.score(events))
+            after_id = page[-1].article_id
+        if done:
+            log.info("scored articles a previous run left unscored", extra={"articles": done})
+        return done
 
     # ------------------------------------------------------------------ a whole pass
 
@@ -94,20 +128,21 @@ class Pipeline:
         """One feed through every stage: what each scheduled feed job runs."""
         result = self.collect_feed(feed)
         scored = self.score(result.events)
-        if scored:
-            self.evaluate()
+        if scored and self.evaluate():
+            self.deliver()  # a transition goes out now, not at the next delivery tick (claims make this safe)
         return result, len(scored)
 
     def run_pass(self, feed_names: Sequence[str] | None = None) -> PassReport:
         """`monitor collect`: every (or the named) feed now, then rules and delivery."""
         feeds = [self.settings.feed(name) for name in feed_names] if feed_names else self.settings.feeds
         report = PassReport()
+        resumed = self.score_missing()
         results = self.collector.collect_many([f for f in feeds if f.enabled or feed_names])
         events = [event for result in results for event in result.events]
         report.feeds = results
-        report.scored = len(self.score(events))
+        report.scored = resumed + len(self.score(events))
         report.alert_events = self.evaluate()
-        delivery = self.deliver()
+        delivery = self.deliver(wait=self.settings.notify.collect_wait.total_seconds())
         report.delivered = delivery.delivered
         report.failed_deliveries = delivery.failed
         log.info(

@@ -119,3 +119,26 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     data: dict[str, object] = {"database_url": f"sqlite:///{tmp_path / 'monitor.db'}", "topics": TOPICS}
     data.update(overrides)
     return Settings.model_validate(data)
+
+
+@pytest.fixture
+def slack_server() -> Iterator[object]:
+    """A local Slack Web API + webhook stand-in on 127.0.0.1 (see tests/slackserver.py)."""
+    from slackserver import SlackServer
+
+    server = SlackServer().start()
+    yield server
+    server.stop()
+
+
+# ----------------------------------------------------------------------------- classifier (real model)
+
+
+@pytest.fixture(scope="session")
+def classifier():  # noqa: ANN201
+    """The shipped sentiment model and the packaged sentence encoder, loaded once per test session."""
+    from monitor.classify import Classifier
+    from monitor.config import ModelConfig
+
+    settings = Settings.model_validate({"topics": TOPICS})
+    return Classifier.from_config(ModelConfig(multilingual=None, threads=2), settings.topics)

@@ -89,8 +89,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_shipped(model: Any, directory: Path, *, name: str, version: str, max_length: int,
-                 extra: dict[str, Any] | None = None) -> Manifest:
+def save_shipped(
+    model: Any,
+    directory: Path,
+    *,
+    name: str,
+    version: str,
+    max_length: int,
+    extra: dict[str, Any] | None = None,
+) -> Manifest:
     """Write the trainable (non-frozen) parameters as fp16 plus the config and manifest."""
     from safetensors.torch import save_file
 
@@ -105,8 +112,14 @@ def save_shipped(model: Any, directory: Path, *, name: str, version: str, max_le
     model.config.to_json_file(str(directory / "config.json"))
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     manifest = Manifest(
-        name=name, version=version, base_package=BASE_PACKAGE, base_version=base_version(),
-        labels=labels, max_length=max_length, format=FORMAT, sha256=_sha256(weights),
+        name=name,
+        version=version,
+        base_package=BASE_PACKAGE,
+        base_version=base_version(),
+        labels=labels,
+        max_length=max_length,
+        format=FORMAT,
+        sha256=_sha256(weights),
     )
     data = dict(manifest.__dict__)
     data["parameters_shipped"] = int(sum(v.numel() for v in state.values()))
@@ -116,7 +129,7 @@ def save_shipped(model: Any, directory: Path, *, name: str, version: str, max_le
 
 
 def load_shipped(directory: Path = DEFAULT_MODEL_DIR) -> tuple[Any, Any, Manifest]:
-    """Rebuild (model, tokenizer, manifest): base config + frozen tables from the package, the rest from disk."""
+    """Rebuild (model, tokenizer, manifest): frozen tables from the base package, the rest from disk."""
     import torch
     from safetensors.torch import load_file
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -143,7 +156,9 @@ def load_shipped(directory: Path = DEFAULT_MODEL_DIR) -> tuple[Any, Any, Manifes
     torch.manual_seed(0)  # every parameter is overwritten below; the seed only keeps init cheap and fixed
     model = BertForSequenceClassification(config)
     base_state = load_file(str(base / "model.safetensors"))
-    state = {f"bert.{key}": value for key, value in base_state.items() if f"bert.{key}".startswith(FROZEN_PREFIXES)}
+    state = {
+        f"bert.{key}": value for key, value in base_state.items() if f"bert.{key}".startswith(FROZEN_PREFIXES)
+    }
     state.update({key: value.float() for key, value in load_file(str(weights)).items()})
     result = model.load_state_dict(state, strict=False)
     missing = [key for key in result.missing_keys if not key.endswith(("position_ids", "token_type_ids"))]

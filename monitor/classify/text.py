@@ -35,7 +35,31 @@ def clean_text(text: str) -> str:
     return text
 
 
+_ABBREVIATION_RE = re.compile(
+    r"(?:^|[\s(\[])(?:[A-Z]|[A-Z]\.[A-Z]|Inc|Corp|Co|Ltd|Mr|Mrs|Ms|Dr|St|No|vs|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept"
+    r"|Oct|Nov|Dec)\.$"
+)
+_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+
+
 def split_sentences(text: str) -> list[str]:
-    """Split on sentence ends (Latin and CJK) and line breaks; empty pieces are dropped."""
-    pieces = (piece.strip() for piece in _SENTENCE_RE.split(text or ""))
-    return [piece for piece in pieces if piece]
+    """Split on sentence ends (Latin and CJK) and line breaks; empty pieces are dropped.
+
+    Chinese text goes through `monitor.classify.zh.split_sentences_zh` (quotes stay with their sentence);
+    a Latin full stop after an abbreviation ("U.S.", "Inc.", "Jan.") does not end a sentence.
+    """
+    if not text:
+        return []
+    if _HAN_RE.search(text):
+        from monitor.classify.zh import split_sentences_zh
+
+        return split_sentences_zh(text)
+    out: list[str] = []
+    for piece in (piece.strip() for piece in _SENTENCE_RE.split(text)):
+        if not piece:
+            continue
+        if out and _ABBREVIATION_RE.search(out[-1]):
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out

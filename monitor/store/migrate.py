@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -17,6 +20,29 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # An arbitrary constant: the PostgreSQL advisory lock key that serialises concurrent upgrades.
 _UPGRADE_LOCK_KEY = 7_304_211_001
+
+
+@contextmanager
+def _sqlite_upgrade_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database
+    if (
+        engine.dialect.name != "sqlite"
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+    ):
+        yield
+        return
+    import fcntl
+
+    path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -51,7 +77,9 @@ def upgrade(engine: Engine) -> str | None:
                 connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _UPGRADE_LOCK_KEY})
                 connection.commit()
     else:
-        with engine.begin() as connection:
+        # SQLite: two processes on one database file (replicas on a shared volume) take turns on a file lock;
+        # SQLite's own locking does not cover alembic's check-then-create.
+        with _sqlite_upgrade_lock(engine), engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     revision = current_revision(engine)

@@ -104,7 +104,11 @@ class ArticleTopic(SQLModel, table=True):
     """One row per (article, topic): what window queries and rules read."""
 
     __tablename__ = "article_topics"
-    __table_args__ = (sa.Index("ix_article_topics_topic_happened", "topic", "happened_at"),)
+    __table_args__ = (
+        sa.Index("ix_article_topics_topic_happened", "topic", "happened_at"),
+        # Most negative / most positive headlines of a topic (dashboard, /api/articles?sort=...).
+        sa.Index("ix_article_topics_topic_sentiment", "topic", "sentiment"),
+    )
 
     article_id: int = Field(foreign_key="articles.id", primary_key=True, ondelete="CASCADE")
     topic: str = Field(max_length=64, primary_key=True)
@@ -112,6 +116,23 @@ class ArticleTopic(SQLModel, table=True):
     sentiment: float  # topic-specific score in [-1, 1]
     label: str = Field(max_length=16)
     happened_at: datetime = Field(sa_column=_ts(nullable=False))  # copy of articles.happened_at
+
+
+class TopicRollup(SQLModel, table=True):
+    """Per-topic 15-minute totals of `article_topics`, so history over months reads thousands of rows.
+
+    Maintained only through `monitor.store.history` (replace_article_topics / forget_articles /
+    refresh_rollup) in the same transaction as the `article_topics` change it mirrors.
+    """
+
+    __tablename__ = "topic_rollup"
+
+    topic: str = Field(max_length=64, primary_key=True)
+    bucket_start: datetime = Field(sa_column=sa.Column(UTCDateTime(), primary_key=True))  # UTC, 15-min aligned
+    articles: int = 0
+    sentiment_sum: float = 0.0
+    negative: int = 0
+    positive: int = 0
 
 
 class Alert(SQLModel, table=True):
@@ -133,6 +154,8 @@ class Alert(SQLModel, table=True):
     last_evaluated_at: datetime | None = Field(default=None, sa_column=_ts())
     slack_channel: str | None = Field(default=None, max_length=100)
     slack_ts: str | None = Field(default=None, max_length=64)  # message of the current firing episode
+    fired_event_id: int | None = None  # AlertEvent id of the `fired` event that opened the current episode
+    version: int = 0  # optimistic concurrency: every state write is `... WHERE version = <read version>`
 
 
 class AlertEvent(SQLModel, table=True):
@@ -165,6 +188,7 @@ class Notification(SQLModel, table=True):
     kind: str = Field(max_length=16)  # fired | reminder | resolved
     payload: str = Field(sa_type=sa.Text)  # JSON: text fallback, blocks, thread/update info
     status: str = Field(default="pending", max_length=16)  # pending | sending | delivered | failed
+    # pending: when the next attempt is due; sending: when the claim expires (then another worker recovers it)
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
     last_error: str | None = Field(default=None, max_length=2000)
@@ -172,6 +196,10 @@ class Notification(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=_ts())
     channel: str | None = Field(default=None, max_length=100)
     slack_ts: str | None = Field(default=None, max_length=64)
+    # The last attempt may have reached Slack without an answer (timeout, 5xx, crash while sending):
+    # in bot mode the next attempt first looks for the message's marker in the channel.
+    outcome_unknown: bool = False
+    delivered_via: str | None = Field(default=None, max_length=16)  # bot | webhook | console
 
 
 class Lease(SQLModel, table=True):

@@ -1,0 +1,125 @@
+"""Mixed-language throughput: does routing Chinese text to the multilingual model slow a batch down?
+
+    python bench/multilingual.py [--n 512] [--zh-share 0.5] [--repeats 5] [--no-topics] [--json out.json]
+
+One process, models loaded once through `Classifier.from_config` (the same path as `monitor run`):
+English headlines are the first rows of valid.csv, Chinese ones the project's evaluation headlines
+(models/eval/zh_headlines.csv, cycled). The whole `score_texts` (cleaning, language detection, routing,
+chunking, topics) is timed on an English-only batch and on a mixed batch of the same size, alternating,
+and the median rate of each is compared. The floor: mixed >= 70% of English-only throughput.
+The two backends are also timed on their own (predict_proba only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "twitter-financial-news-sentiment" / "valid.csv"
+ZH_SET = ROOT / "models" / "eval" / "zh_headlines.csv"
+FLOOR = 0.70
+
+
+def column(path: Path, n: int) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    if not texts:
+        raise SystemExit(f"no rows in {path}")
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+def rate(func, n: int) -> float:  # noqa: ANN001
+    started = time.perf_counter()
+    func()
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=512, help="texts per batch")
+    parser.add_argument("--zh-share", type=float, default=0.5, help="share of Chinese texts in the mixed batch")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-topics", action="store_true", help="time sentiment only, without topic matching")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not 0 < args.zh_share <= 1:
+        raise SystemExit("--zh-share must be in (0, 1]")
+
+    from monitor.classify import Classifier
+    from monitor.classify.classifier import MAIN, MULTILINGUAL
+    from monitor.config import ModelConfig, load_config
+
+    topics = None if args.no_topics else load_config(ROOT / "config" / "monitor.yaml").topics
+    started = time.perf_counter()
+    classifier = Classifier.from_config(ModelConfig(threads=args.threads), topics)
+    print(f"models loaded in {time.perf_counter() - started:.1f}s: {classifier.describe()['models']}", flush=True)
+    if MULTILINGUAL not in classifier.backends:
+        raise SystemExit("the multilingual backend did not load (see the warning above)")
+
+    english = column(args.data, args.n)
+    chinese = column(ZH_SET, args.n)
+    n_zh = round(args.n * args.zh_share)
+    # Interleave so that every scoring call sees both languages.
+    step = args.n / max(n_zh, 1)
+    zh_positions = {int(k * step) for k in range(n_zh)}
+    mixed = [chinese[i] if i in zh_positions else english[i] for i in range(args.n)]
+
+    classifier.score_texts(english[:64])  # warm-up both paths
+    classifier.score_texts(chinese[:64])
+    en_rates, mixed_rates = [], []
+    for repeat in range(args.repeats):
+        en_rates.append(rate(lambda: classifier.score_texts(english), args.n))
+        mixed_rates.append(rate(lambda: classifier.score_texts(mixed), args.n))
+        print(f"  run {repeat + 1}: english-only {en_rates[-1]:7.1f}/s   mixed {mixed_rates[-1]:7.1f}/s", flush=True)
+    en, mx = statistics.median(en_rates), statistics.median(mixed_rates)
+
+    main_backend, ml_backend = classifier.backends[MAIN], classifier.backends[MULTILINGUAL]
+    main_rate = statistics.median(
+        rate(lambda: main_backend.predict_proba(english), args.n) for _ in range(max(1, args.repeats // 2))
+    )
+    ml_zh_rate = statistics.median(
+        rate(lambda: ml_backend.predict_proba(chinese), args.n) for _ in range(max(1, args.repeats // 2))
+    )
+    ratio = mx / en
+    result = {
+        "n": args.n,
+        "zh_share": args.zh_share,
+        "topics": not args.no_topics,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "classifier_english_only_texts_per_s": round(en, 1),
+        "classifier_mixed_texts_per_s": round(mx, 1),
+        "mixed_over_english": round(ratio, 3),
+        "floor": FLOOR,
+        "passes": ratio >= FLOOR,
+        "backend_main_english_texts_per_s": round(main_rate, 1),
+        "backend_multilingual_chinese_texts_per_s": round(ml_zh_rate, 1),
+        "models": classifier.describe()["models"],
+    }
+    print(
+        f"\nclassifier: english-only {en:.1f}/s, mixed ({args.zh_share:.0%} zh) {mx:.1f}/s -> "
+        f"{ratio:.1%} of english-only (floor {FLOOR:.0%}: {'ok' if ratio >= FLOOR else 'BELOW'})"
+    )
+    print(f"backends alone: main on English {main_rate:.1f}/s, multilingual on Chinese {ml_zh_rate:.1f}/s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+// Dashboard: one card per topic with a sentiment line over volume bars, alert bands and headlines.
+// No dependencies. Every piece of data reaches the page through textContent or setAttribute, never
+// innerHTML, so headlines (including ones that look like markup) are always shown as text.
+"use strict";
+
+(function () {
+  const SVG = "http://www.w3.org/2000/svg";
+  const RANGE_BUCKET = { "24h": "1h", "3d": "1h", "7d": "3h", "30d": "12h", "90d": "1d" };
+  const W = 640, H = 240, M = { top: 12, right: 44, bottom: 26, left: 40 };
+  const state = { token: sessionStorage.getItem("monitor-token") || "", topics: [], tz: "UTC" };
+
+  try {
+    state.tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  } catch (e) { state.tz = "UTC"; }
+
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  class AuthError extends Error {}
+
+  async function api(path, params) {
+    const url = new URL(path, window.location.origin);
+    for (const [k, v] of Object.entries(params || {})) {
+      if (Array.isArray(v)) v.forEach((item) => url.searchParams.append(k, item));
+      else if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, v);
+    }
+    const headers = { Accept: "application/json" };
+    if (state.token) headers.Authorization = "Bearer " + state.token;
+    const response = await fetch(url, { headers });
+    if (response.status === 401) throw new AuthError("token required");
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.error || body.detail || ("HTTP " + response.status));
+    return body;
+  }
+
+  function setStatus(text, isError) {
+    const node = $("status");
+    node.textContent = text || "";
+    node.className = isError ? "error" : "";
+  }
+
+  function fmtTime(iso, withDate) {
+    const d = new Date(iso);
+    const opts = withDate
+      ? { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone: state.tz }
+      : { hour: "2-digit", minute: "2-digit", timeZone: state.tz };
+    try { return d.toLocaleString(undefined, opts); } catch (e) { return iso; }
+  }
+
+  const localParts = (t) => {
+    const parts = {};
+    try {
+      new Intl.DateTimeFormat("en-GB", {
+        timeZone: state.tz, hourCycle: "h23", year: "numeric", month: "short", day: "numeric", hour: "2-digit",
+        minute: "2-digit",
+      }).formatToParts(new Date(t)).forEach((p) => { parts[p.type] = p.value; });
+    } catch (e) { /* keep empty */ }
+    return parts;
+  };
+
+  // Ticks on bucket starts at round local times: midnights for multi-day ranges, every 6 hours otherwise,
+  // thinned to at most 7 labels.
+  function timeTicks(starts, span) {
+    const multiDay = span > 36 * 3600e3;
+    let picked = starts.map((t) => ({ t, p: localParts(t) })).filter(({ p }) =>
+      multiDay ? p.hour === "00" && p.minute === "00" : p.minute === "00" && Number(p.hour) % 6 === 0);
+    const every = Math.max(1, Math.ceil(picked.length / 7));
+    picked = picked.filter((_, i) => i % every === 0);
+    return picked.map(({ t, p }) => ({ t, label: multiDay ? `${p.day} ${p.month}` : `${p.hour}:${p.minute}` }));
+  }
+
+  function fmtScore(v) {
+    return v === null || v === undefined ? "–" : (v > 0 ? "+" : "") + v.toFixed(2);
+  }
+
+  function safeHref(url) {
+    // Only http(s) links: a feed cannot smuggle a javascript: URL into the page.
+    try {
+      const u = new URL(url);
+      return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+    } catch (e) { return null; }
+  }
+
+  // ------------------------------------------------------------------ chart
+
+  function drawChart(topic, points, episodes, since, until) {
+    const root = svg("svg", {
+      class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "data-topic": topic,
+      "aria-label": `Sentiment and volume for ${topic}`,
+    });
+    const iw = W - M.left - M.right, ih = H - M.top - M.bottom;
+    const t0 = Date.parse(since), t1 = Date.parse(until);
+    const starts = points.map((p) => Date.parse(p.bucket_start));
+    const step = starts.length > 1 ? starts[1] - starts[0] : (t1 - t0);
+    const tMin = starts.length ? Math.min(starts[0], t0) : t0;
+    const tMax = Math.max(t1, starts.length ? starts[starts.length - 1] + step : t1);
+    const x = (t) => M.left + ((t - tMin) / Math.max(1, tMax - tMin)) * iw;
+    const y = (s) => M.top + ((1 - s) / 2) * ih; // sentiment -1..1
+    const maxVol = Math.max(1, ...points.map((p) => p.articles));
+    const yv = (n) => M.top + ih - (n / maxVol) * ih * 0.9;
+
+    // grid and axes
+    for (const s of [-1, -0.5, 0, 0.5, 1]) {
+      root.appendChild(svg("line", { class: s === 0 ? "zero" : "grid", x1: M.left, x2: M.left + iw, y1: y(s), y2: y(s) }));
+      root.appendChild(svg("text", { class: "axis", x: M.left - 6, y: y(s) + 4, "text-anchor": "end" }, fmtScore(s)));
+    }
+    root.appendChild(svg("text", { class: "axis", x: M.left + iw + 6, y: M.top + 10 }, String(maxVol)));
+    root.appendChild(svg("text", { class: "axis", x: M.left + iw + 6, y: M.top + ih }, "0"));
+    for (const tick of timeTicks(starts, t1 - t0)) {
+      const tx = x(tick.t);
+      if (tx < M.left || tx > M.left + iw) continue;
+      root.appendChild(svg("line", { class: "grid", x1: tx, x2: tx, y1: M.top + ih, y2: M.top + ih + 4 }));
+      root.appendChild(svg("text", { class: "axis tick", x: tx, y: H - 8, "text-anchor": "middle" }, tick.label));
+    }
+
+    // alert bands: from fired (or started) to resolved (or the end of the range)
+    const alertsGroup = svg("g", { class: "alerts" });
+    for (const e of episodes) {
+      const start = Date.parse(e.fired_at || e.started_at);
+      const end = e.resolved_at ? Date.parse(e.resolved_at) : tMax;
+      if (end < tMin || start > tMax) continue;
+      const g = svg("g", {
+        class: "alert", "data-rule": e.rule, "data-state": e.state, "data-fired-at": e.fired_at || "",
+        "data-resolved-at": e.resolved_at || "",
+      });
+      const xs = x(Math.max(start, tMin)), xe = x(Math.min(end, tMax));
+      g.appendChild(svg("rect", { class: "alert-band", x: xs, y: M.top, width: Math.max(2, xe - xs), height: ih }));
+      g.appendChild(svg("line", { class: "alert-start", x1: xs, x2: xs, y1: M.top, y2: M.top + ih }));
+      if (e.resolved_at) g.appendChild(svg("line", { class: "alert-end", x1: xe, x2: xe, y1: M.top, y2: M.top + ih }));
+      g.appendChild(svg("title", {}, `${e.rule}: ${e.state}` + (e.value !== null ? ` (value ${fmtScore(e.value)}, threshold ${fmtScore(e.threshold)})` : "")));
+      alertsGroup.appendChild(g);
+    }
+    root.appendChild(alertsGroup);
+
+    // volume bars
+    const bars = svg("g", { class: "bars" });
+    const bw = Math.max(1, (x(tMin + step) - x(tMin)) * 0.8);
+    points.forEach((p, i) => {
+      const top = yv(p.articles);
+      const bar = svg("rect", {
+        class: "bar", x: x(starts[i]) + bw * 0.125, y: top, width: bw, height: M.top + ih - top,
+        "data-bucket-start": p.bucket_start, "data-articles": p.articles,
+      });
+      bar.appendChild(svg("title", {}, `${fmtTime(p.bucket_start, true)}: ${p.articles} articles`));
+      bars.appendChild(bar);
+    });
+    root.appendChild(bars);
+
+    // sentiment line (broken at empty buckets) and points
+    const segments = [];
+    let current = [];
+    points.forEach((p, i) => {
+      if (p.mean_sentiment === null) { if (current.length) segments.push(current); current = []; return; }
+      current.push([x(starts[i] + step / 2), y(p.mean_sentiment)]);
+    });
+    if (current.length) segments.push(current);
+    for (const seg of segments) {
+      if (seg.length < 2) continue;
+      root.appendChild(svg("path", {
+        class: "line", d: seg.map(([px, py], i) => (i ? "L" : "M") + px.toFixed(1) + "," + py.toFixed(1)).join(" "),
+      }));
+    }
+    const dots = svg("g", { class: "points" });
+    points.forEach((p, i) => {
+      if (p.mean_sentiment === null) return;
+      const cls = p.mean_sentiment <= -0.2 ? "point neg" : p.mean_sentiment >= 0.2 ? "point pos" : "point";
+      const dot = svg("circle", {
+        class: cls, cx: x(starts[i] + step / 2).toFixed(1), cy: y(p.mean_sentiment).toFixed(1), r: 3.5,
+        "data-topic": topic, "data-bucket-start": p.bucket_start, "data-articles": p.articles,
+        "data-mean": p.mean_sentiment, "data-negative-share": p.negative_share, "data-positive-share": p.positive_share,
+      });
+      dot.appendChild(svg("title", {}, `${fmtTime(p.bucket_start, true)}: mean ${fmtScore(p.mean_sentiment)}, ` +
+        `${p.articles} articles, ${Math.round(p.negative_share * 100)}% negative, ${Math.round(p.positive_share * 100)}% positive`));
+      dots.appendChild(dot);
+    });
+    root.appendChild(dots);
+    return root;
+  }
+
+  // ------------------------------------------------------------------ cards
+
+  function headlineList(title, items, cls) {
+    const box = el("div", { class: cls });
+    box.appendChild(el("h3", {}, title));
+    if (!items.length) { box.appendChild(el("p", { class: "empty" }, "No articles in this range.")); return box; }
+    const list = el("ol");
+    for (const a of items) {
+      const li = el("li", { "data-article-id": a.id });
+      const href = safeHref(a.url);
+      const text = a.title || "(untitled)";
+      if (href) li.appendChild(el("a", { href, target: "_blank", rel: "noopener noreferrer" }, text));
+      else li.appendChild(el("span", {}, text));
+      const s = a.topic_sentiment !== undefined && a.topic_sentiment !== null ? a.topic_sentiment : a.score;
+      li.appendChild(el("span", { class: "score " + (s < 0 ? "neg" : "pos") }, fmtScore(s)));
+      const meta = [a.source || a.feed, a.happened_at ? fmtTime(a.happened_at, true) : null].filter(Boolean).join(" · ");
+      if (meta) li.appendChild(el("div", { class: "score" }, meta));
+      list.appendChild(li);
+    }
+    box.appendChild(list);
+    return box;
+  }
+
+  async function renderTopic(container, topic, range, bucket) {
+    const card = el("section", { class: "card", "data-topic": topic.name });
+    card.appendChild(el("h2", {}, topic.name));
+    const summary = el("p", { class: "summary" }, topic.description || "");
+    card.appendChild(summary);
+    container.appendChild(card);
+    const [history, negatives, positives, alerts] = await Promise.all([
+      api("/api/sentiment", { topic: topic.name, since: range, bucket, tz: state.tz }),
+      api("/api/articles", { topic: topic.name, since: range, sort: "most_negative", max_score: -0.0001, limit: 5 }),
+      api("/api/articles", { topic: topic.name, since: range, sort: "most_positive", min_score: 0.0001, limit: 5 }),
+      api("/api/alerts", { topic: topic.name, since: range, limit: 200 }),
+    ]);
+    const total = history.points.reduce((n, p) => n + p.articles, 0);
+    const weighted = history.points.reduce((s, p) => s + (p.mean_sentiment === null ? 0 : p.mean_sentiment * p.articles), 0);
+    summary.textContent = `${total} articles · mean sentiment ${total ? fmtScore(weighted / total) : "–"}` +
+      (topic.description ? " · " + topic.description : "");
+    card.appendChild(drawChart(topic.name, history.points, alerts.items, history.since, history.until));
+    if (alerts.items.length) {
+      const list = el("ul", { class: "alerts-list" });
+      for (const e of alerts.items) {
+        list.appendChild(el("li", { class: "alert-item", "data-state": e.state },
+          `⚠ ${e.rule}: ${e.state} since ${fmtTime(e.fired_at || e.started_at, true)}` +
+          (e.resolved_at ? `, resolved ${fmtTime(e.resolved_at, true)}` : "")));
+      }
+      card.appendChild(list);
+    }
+    const headlines = el("div", { class: "headlines" });
+    headlines.appendChild(headlineList("Most negative", negatives.items, "negative"));
+    headlines.appendChild(headlineList("Most positive", positives.items, "positive"));
+    card.appendChild(headlines);
+  }
+
+  async function load() {
+    const range = $("range").value;
+    const bucket = RANGE_BUCKET[range] || "1h";
+    const container = $("charts");
+    setStatus("Loading…");
+    try {
+      if (!state.topics.length) {
+        state.topics = await api("/api/topics");
+        for (const t of state.topics) $("topic").appendChild(el("option", { value: t.name }, t.name));
+        const wanted = new URLSearchParams(window.location.search).get("topic");
+        if (wanted && state.topics.some((t) => t.name === wanted)) $("topic").value = wanted;
+      }
+      const selected = state.topics.filter((t) => !$("topic").value || t.name === $("topic").value);
+      container.replaceChildren();
+      for (const topic of selected) await renderTopic(container, topic, range, bucket);
+      $("auth").hidden = true;
+      setStatus("");
+      document.body.setAttribute("data-loaded", "true");
+    } catch (err) {
+      if (err instanceof AuthError) {
+        $("auth").hidden = false;
+        setStatus(state.token ? "The token was rejected." : "Enter the API token to load the data.", true);
+      } else {
+        setStatus("Could not load data: " + err.message, true);
+      }
+      document.body.setAttribute("data-loaded", "error");
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("tzname").textContent = state.tz;
+    const params = new URLSearchParams(window.location.search);
+    if (params.get("range") && RANGE_BUCKET[params.get("range")]) $("range").value = params.get("range");
+    $("controls").addEventListener("submit", (e) => { e.preventDefault(); load(); });
+    $("topic").addEventListener("change", load);
+    $("range").addEventListener("change", load);
+    $("auth-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      state.token = $("token").value.trim();
+      sessionStorage.setItem("monitor-token", state.token);
+      load();
+    });
+    load();
+  });
+})();

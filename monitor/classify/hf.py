@@ -1,0 +1,160 @@
+"""The torch backend: any `transformers` sequence-classification model, or the project's shipped one.
+
+`load_backend(spec, ...)` takes "default" (the model in models/sentiment-en), a local folder (a shipped
+model with manifest.json, or a regular Hugging Face folder) or a Hugging Face hub id. Labels are mapped
+from the model's own `id2label`; a model that is not a sentiment model, or cannot be loaded (offline),
+raises ModelError naming it and saying how to provide it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.classify.backend import ModelError, label_columns, to_label_order
+from monitor.classify.shipped import DEFAULT_MODEL_DIR, ShippedModelError, is_shipped_dir, load_shipped
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPEC = "default"
+_threads_configured = False
+
+
+def default_threads() -> int:
+    """Cores this process may use, capped: small encoders gain little past 8 threads."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def configure_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads once per process (config `model.threads`, else the usable cores)."""
+    global _threads_configured
+    import torch
+
+    wanted = threads or default_threads()
+    if not _threads_configured or threads:
+        torch.set_num_threads(wanted)
+        _threads_configured = True
+    return torch.get_num_threads()
+
+
+class TransformersBackend:
+    """Batched inference with a loaded model; see SentimentBackend."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, *, name: str, version: str, max_length: int, batch_size: int = 32
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.version = version
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.columns = label_columns(model.config.id2label, name)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        if not texts:
+            return np.zeros((0, 3), dtype=np.float32)
+        # Batches of similar length waste less compute on padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), len(self.columns)), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                index = order[start : start + self.batch_size]
+                batch = self.tokenizer(
+                    [texts[i] for i in index],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                logits = self.model(**batch).logits.float()
+                out[index] = torch.softmax(logits, dim=-1).numpy()
+        return to_label_order(out, self.columns)
+
+
+def _how_to_provide(spec: str) -> str:
+    return (
+        f"to use {spec!r} offline, download it where there is internet "
+        f"(`huggingface-cli download {spec}`) and copy the Hugging Face cache (HF_HOME) to this machine, "
+        "or set model.sentiment to a local folder holding config.json, the weights and the tokenizer; "
+        "model.sentiment: default uses the model shipped in models/"
+    )
+
+
+def _weights_digest(folder: Path) -> str:
+    for name in ("model.safetensors", "pytorch_model.bin", "weights.safetensors"):
+        path = folder / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return "sha256:" + digest.hexdigest()[:12]
+    return "unknown"
+
+
+def load_model(spec: str) -> tuple[Any, Any, str, str, int | None]:
+    """(model, tokenizer, name, version, trained max_length or None) for "default", a folder or a hub id."""
+    if spec == DEFAULT_SPEC:
+        path = DEFAULT_MODEL_DIR
+        if not is_shipped_dir(path):
+            raise ModelError(
+                f"the default sentiment model is missing from {path} (manifest.json not found): "
+                "reinstall the "
+                "project, or retrain it with `python models/train_sentiment.py`"
+            )
+    else:
+        path = Path(spec).expanduser()
+    try:
+        if path.is_dir() and is_shipped_dir(path):
+            model, tokenizer, manifest = load_shipped(path)
+            return model, tokenizer, manifest.name, manifest.version, manifest.max_length
+    except ShippedModelError as exc:
+        raise ModelError(f"cannot load sentiment model {spec!r}: {exc}") from None
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    looks_local = spec.startswith(("/", ".", "~")) or path.exists()
+    if looks_local and not path.is_dir():
+        raise ModelError(f"sentiment model path {spec!r} does not exist or is not a folder")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(path) if looks_local else spec)
+        tokenizer = AutoTokenizer.from_pretrained(str(path) if looks_local else spec)
+    except (OSError, ValueError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if looks_local:
+            raise ModelError(
+                f"cannot load sentiment model from folder {spec!r}: {reason} "
+                "(it needs config.json, the weights "
+                "and the tokenizer files of a sequence-classification model)"
+            ) from None
+        raise ModelError(f"cannot load sentiment model {spec!r}: {reason}; {_how_to_provide(spec)}") from None
+    if looks_local:
+        name, version = path.resolve().name, _weights_digest(path)
+    else:
+        name, version = spec, str(getattr(model.config, "_commit_hash", None) or "unknown")[:12]
+    return model, tokenizer, name, version, None
+
+
+def load_backend(spec: str, *, max_length: int = 128, batch_size: int = 32) -> TransformersBackend:
+    """Load a model by spec and check it is a sentiment model (ModelError otherwise)."""
+    model, tokenizer, name, version, _trained = load_model(spec)
+    limit = getattr(tokenizer, "model_max_length", None) or max_length
+    limit = min(max_length, limit if limit < 100_000 else max_length)
+    backend = TransformersBackend(
+        model, tokenizer, name=name, version=version, max_length=limit, batch_size=batch_size
+    )
+    log.info("sentiment model loaded", extra={"model": name, "version": version, "max_length": limit})
+    return backend

@@ -1,0 +1,213 @@
+"""`monitor alerts` (history, redelivery) and `monitor rules` (list, replay stored history through them)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import click
+from sqlmodel import Session
+
+from monitor.cli._common import (
+    App,
+    emit,
+    format_option,
+    handle_errors,
+    since_option,
+    time_range,
+    until_option,
+)
+from monitor.timeutil import utcnow
+
+ALERT_COLUMNS = (
+    "rule",
+    "topic",
+    "state",
+    "started_at",
+    "fired_at",
+    "resolved_at",
+    "value",
+    "threshold",
+    "articles",
+    "reminders",
+    "notification",
+    "reason",
+)
+REPLAY_COLUMNS = ("at", "rule", "topic", "event", "value", "threshold", "articles", "reason")
+RULE_COLUMNS = (
+    "name",
+    "topic",
+    "metric",
+    "condition",
+    "clear",
+    "window",
+    "baseline",
+    "min_articles",
+    "for",
+    "repeat",
+    "severity",
+    "enabled",
+)
+
+
+@click.group("alerts", invoke_without_command=True)
+@since_option("7d")
+@until_option()
+@click.option(
+    "--state",
+    type=click.Choice(["pending", "firing", "resolved", "cancelled"]),
+    default=None,
+    help="Only episodes in this state (default: all but cancelled pending periods).",
+)
+@format_option()
+@click.pass_context
+@handle_errors
+def alerts(ctx: click.Context, since: str, until: str | None, state: str | None, output_format: str) -> None:
+    """Alert history: one row per episode (pending -> firing -> resolved), newest last.
+
+    Episodes still open are shown even when they began before --since.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from monitor.store.alerts import episodes
+
+    app: App = ctx.obj
+    start, end = time_range(since, until)
+    with Session(app.engine()) as session:
+        rows = episodes(session, since=start, until=end)
+    if state is None:
+        rows = [e for e in rows if e.state != "cancelled"]
+    else:
+        rows = [e for e in rows if e.state == state]
+    columns = ALERT_COLUMNS + (("fingerprint",) if output_format != "table" else ())
+    emit([e.as_row() for e in rows], output_format, columns)
+
+
+@alerts.command("redeliver")
+@click.pass_obj
+@handle_errors
+def redeliver(app: App) -> None:
+    """Queue failed notifications again (after fixing the Slack settings); `run`/`collect` send them."""
+    from monitor.store.outbox import requeue_failed
+
+    count = requeue_failed(app.engine(), utcnow())
+    click.echo(f"{count} failed notification(s) queued again")
+
+
+@click.group("rules")
+def rules() -> None:
+    """Alert rules: list them, or replay stored history through them."""
+
+
+@rules.command("list")
+@format_option()
+@click.pass_obj
+@handle_errors
+def rules_list(app: App, output_format: str) -> None:
+    """The configured rules."""
+    from monitor.notify.message import format_duration
+
+    def duration(value: timedelta | None) -> str | None:
+        return format_duration(value.total_seconds()) if value else None
+
+    rows = [
+        {
+            "name": r.name,
+            "topic": r.topic,
+            "metric": r.metric,
+            "condition": f"{r.direction} {r.threshold:g}",
+            "clear": r.clear,
+            "window": duration(r.window),
+            "baseline": duration(r.baseline) if r.metric in ("volume_ratio", "sentiment_shift") else None,
+            "min_articles": r.min_articles,
+            "for": duration(r.for_) or "0s",
+            "repeat": duration(r.repeat),
+            "severity": r.severity,
+            "enabled": r.enabled,
+        }
+        for r in app.settings.alerts
+    ]
+    emit(rows, output_format, RULE_COLUMNS)
+
+
+@rules.command("test")
+@since_option("30d")
+@until_option()
+@click.option(
+    "--rule", "rule_names", multiple=True, help="Only this rule (repeatable; disabled rules allowed)."
+)
+@click.option("--all-events", is_flag=True, help="Also show pending and cancelled transitions.")
+@format_option()
+@click.pass_obj
+@handle_errors
+def rules_test(
+    app: App, since: str, until: str | None, rule_names: tuple[str, ...], all_events: bool, output_format: str
+) -> None:
+    """Replay stored history through the rules: when each would have fired and resolved. Sends nothing.
+
+    Tune thresholds with this before enabling a rule. Nothing is written to the database.
+    """
+    from monitor.alerts.replay import replay
+
+    settings = app.settings
+    known = {r.name for r in settings.alerts}
+    unknown = [name for name in rule_names if name not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown rule(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none configured'})",
+            param_hint="--rule",
+        )
+    start, end = time_range(since, until)
+    assert start is not None
+    end = end or utcnow()
+    events = replay(settings, app.engine(), start, end, list(rule_names) or None)
+    shown = [e for e in events if all_events or e.kind in ("fired", "reminder", "resolved")]
+    emit([e.as_row() for e in shown], output_format, REPLAY_COLUMNS)
+    if output_format == "table":
+        click.echo("")
+        for line in _summary(events, end):
+            click.echo(line)
+
+
+def _summary(events: list, end: datetime) -> list[str]:
+    """Per rule: how often it fired and how long it was firing in total."""
+    lines = []
+    by_rule: dict[str, list] = {}
+    for event in events:
+        by_rule.setdefault(event.rule, []).append(event)
+    for rule, items in sorted(by_rule.items()):
+        fired = [e for e in items if e.kind == "fired"]
+        total = 0.0
+        opened = None
+        for e in items:
+            if e.kind == "fired":
+                opened = e.at
+            elif e.kind == "resolved" and opened is not None:
+                total += (e.at - opened).total_seconds()
+                opened = None
+        still = opened is not None
+        if still:
+            total += (end - opened).total_seconds()
+        firing = _human(total)
+        lines.append(
+            f"{rule}: fired {len(fired)} time(s), firing {firing} in total"
+            + (", still firing at the end" if still else "")
+        )
+    return lines or ["no rule would have fired"]
+
+
+def _human(seconds: float) -> str:
+    """`2d 3h`, `6h 5m`, `45m`."""
+    minutes = round(seconds / 60)
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days}d"] if days else []
+    if hours:
+        parts.append(f"{hours}h")
+    if minutes and not days:
+        parts.append(f"{minutes}m")
+    return " ".join(parts) or "0m"
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(alerts)
+    cli.add_command(rules)

@@ -1,0 +1,238 @@
+"""The long-running schedule of `monitor run` (APScheduler 3.x BackgroundScheduler).
+
+Jobs:
+- `feed:<name>`  one per enabled feed, every `feed.every` with jitter: pipeline.process_feed (collect ->
+                 score -> evaluate). A failing feed is skipped while `feeds.next_poll_at` says it backs off.
+- `evaluate`     rule evaluation every `settings.evaluate_every` (also closes windows when no news arrives).
+- `deliver`      outbox delivery every `settings.notify.deliver_every`.
+- `retention`    article retention every `settings.retention.every` (when retention is configured).
+- `score-missing` articles stored but never scored (a killed run), soon after start, then every 10 min.
+- `heartbeat`    every 30 s: proves to /healthz that the scheduler still runs jobs.
+
+Leader election: every job except the heartbeat first asks `is_leader()` and returns at once when this
+replica is a standby. `on_leadership(True)` makes feed jobs due soon after a takeover.
+
+Executors: feed jobs get their own thread pool with a worker per feed, so one feed hanging until its
+total deadline never delays another feed; rule evaluation, delivery and the heartbeat run in a separate
+small pool, so a burst of slow feeds can never starve them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import Engine
+
+from monitor import metrics
+from monitor.config import FeedConfig, Settings
+from monitor.status import RuntimeStatus
+from monitor.store import feeds as feed_store
+from monitor.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = timedelta(seconds=30)
+MAX_FEED_WORKERS = 64
+
+
+def _seconds(delta: timedelta) -> float:
+    return max(0.001, delta.total_seconds())
+
+
+class MonitorScheduler:
+    """One APScheduler job per feed plus the periodic system jobs; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        pipeline,  # noqa: ANN001 - monitor.pipeline.Pipeline (or anything with the same methods)
+        *,
+        status: RuntimeStatus | None = None,
+        is_leader: Callable[[], bool] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.pipeline = pipeline
+        self.status = status
+        self.is_leader: Callable[[], bool] = is_leader or (lambda: True)
+        self.feeds: dict[str, FeedConfig] = {feed.name: feed for feed in settings.feeds if feed.enabled}
+        feed_workers = min(MAX_FEED_WORKERS, max(2, len(self.feeds) + 1))
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={
+                "feeds": ThreadPoolExecutor(max_workers=feed_workers),
+                "system": ThreadPoolExecutor(max_workers=4),
+            },
+            job_defaults={
+                # coalesce: after a pause (suspend, busy pool) run a missed job once, not once per missed
+                # slot: polling a feed or evaluating rules twice back to back gains nothing.
+                "coalesce": True,
+                # max_instances=1: a poll still waiting on a slow server must not overlap the next poll of
+                # the same feed (both would race on its validators); evaluation and delivery likewise.
+                "max_instances": 1,
+            },
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        now = utcnow()
+        states = {state.name: state for state in feed_store.list_feeds(self.engine)}
+        for name, feed in self.feeds.items():
+            self._add_feed_job(feed, self._first_run(feed, states.get(name), now))
+        self.add_periodic("evaluate", self._evaluate, self.settings.evaluate_every)
+        self.add_periodic("deliver", self._deliver, self.settings.notify.deliver_every)
+        # Articles a killed run stored but never scored (on start and after a takeover, then now and then).
+        # Recent ones are left to the feed job that is scoring them right now.
+        self.add_periodic("score-missing", self._score_missing, timedelta(minutes=10), first_delay=5.0)
+        if self.settings.retention.articles is not None:
+            self.add_periodic("retention", self._retention, self.settings.retention.every, first_delay=60.0)
+        self.add_periodic("heartbeat", self._heartbeat, HEARTBEAT_EVERY, leader_only=False, first_delay=0.0)
+        self.scheduler.start()
+        if self.status is not None:
+            self.status.mark_scheduler(True)
+        log.info(
+            "scheduler started", extra={"feeds": len(self.feeds), "jobs": len(self.scheduler.get_jobs())}
+        )
+
+    def shutdown(self) -> None:
+        """Stop scheduling at once; jobs already running finish (or are cancelled by the caller)."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self.status is not None:
+            self.status.mark_scheduler(False)
+        log.info("scheduler stopped")
+
+    @property
+    def running(self) -> bool:
+        return self.scheduler.running
+
+    # ------------------------------------------------------------------ jobs
+
+    def add_periodic(
+        self,
+        job_id: str,
+        func: Callable[[], object],
+        every: timedelta,
+        *,
+        leader_only: bool = True,
+        first_delay: float | None = None,
+    ) -> None:
+        """Add a system job (evaluation, delivery, retention, ...) running every `every`."""
+        seconds = _seconds(every)
+
+        def run() -> None:
+            if leader_only and not self.is_leader():
+                return
+            try:
+                func()
+            except Exception:  # noqa: BLE001 - log and keep the schedule; the next run retries
+                log.exception("scheduled job failed", extra={"job": job_id})
+
+        delay = seconds if first_delay is None else first_delay
+        self.scheduler.add_job(
+            run,
+            IntervalTrigger(seconds=seconds, timezone=UTC),
+            id=job_id,
+            name=job_id,
+            executor="system",
+            # A run that could not start on time (pool busy, process paused) still runs within one
+            # interval; APScheduler's default of 1 s would silently drop it.
+            misfire_grace_time=max(1, int(seconds)),
+            next_run_time=utcnow() + timedelta(seconds=delay),
+            replace_existing=True,
+        )
+
+    def _add_feed_job(self, feed: FeedConfig, first_run: datetime) -> None:
+        every = _seconds(feed.every)
+        jitter = min(_seconds(self.settings.collect.jitter), every / 2)
+        self.scheduler.add_job(
+            self.run_feed,
+            IntervalTrigger(seconds=every, jitter=int(jitter) or None, timezone=UTC),
+            args=[feed.name],
+            id=f"feed:{feed.name}",
+            name=f"feed:{feed.name}",
+            executor="feeds",
+            # Late by up to one interval: still worth polling (the next slot is that far away).
+            misfire_grace_time=max(1, int(every)),
+            next_run_time=first_run,
+            replace_existing=True,
+        )
+
+    def _first_run(self, feed: FeedConfig, state: feed_store.FeedState | None, now: datetime) -> datetime:
+        """Soon (spread over the jitter so all feeds do not fire at once), but not before a stored
+        next poll (a restart resumes the feed's rhythm and its backoff), and never later than one interval."""
+        stagger = timedelta(seconds=random.uniform(0, min(_seconds(self.settings.collect.jitter), 10.0)))
+        first = now + stagger
+        if state is not None and state.next_poll_at is not None:
+            first = max(first, min(state.next_poll_at, now + feed.every))
+        return first
+
+    def run_feed(self, name: str) -> None:
+        """One scheduled poll of one feed (leader only; skipped while the feed backs off)."""
+        if not self.is_leader():
+            return
+        feed = self.feeds.get(name)
+        if feed is None:
+            return
+        try:
+            state = feed_store.get_feed(self.engine, name)
+            now = utcnow()
+            tolerance = min(timedelta(seconds=_seconds(self.settings.collect.jitter) + 5), feed.every / 2)
+            if state is not None and state.in_backoff(now, tolerance):
+                log.debug(
+                    "feed backing off; poll skipped",
+                    extra={"feed": name, "next_poll_at": state.next_poll_at.isoformat()},
+                )
+                metrics.record_poll(name, "backoff")
+                return
+            self.pipeline.process_feed(feed)
+        except Exception:  # noqa: BLE001 - the feed's own failures are results; this is a bug or a DB outage
+            log.exception("feed job failed", extra={"feed": name})
+
+    def _evaluate(self) -> None:
+        self.pipeline.evaluate()
+
+    def _deliver(self) -> None:
+        self.pipeline.deliver()
+
+    def _score_missing(self) -> None:
+        self.pipeline.score_missing(min_age=timedelta(minutes=5))
+
+    def _retention(self) -> None:
+        from monitor.store.retention import run_retention
+
+        run_retention(self.engine, self.settings)
+
+    def _heartbeat(self) -> None:
+        if self.status is not None:
+            self.status.heartbeat()
+
+    # ------------------------------------------------------------------ leader election
+
+    def on_leadership(self, leader: bool) -> None:
+        """Called when this replica becomes (or stops being) the leader. On a takeover, feed jobs are
+        made due soon (respecting stored backoff) instead of waiting out a whole interval."""
+        if not leader or not self.scheduler.running:
+            return
+        now = utcnow()
+        states = {state.name: state for state in feed_store.list_feeds(self.engine)}
+        for name, feed in self.feeds.items():
+            job = self.scheduler.get_job(f"feed:{name}")
+            if job is not None:
+                job.modify(next_run_time=self._first_run(feed, states.get(name), now))
+        for job_id in ("evaluate", "deliver", "score-missing"):
+            job = self.scheduler.get_job(job_id)
+            if job is not None:
+                job.modify(next_run_time=now + timedelta(seconds=1))
+        log.info("leadership gained: feed jobs rescheduled", extra={"feeds": len(self.feeds)})
+
+    def job_ids(self) -> list[str]:
+        return sorted(job.id for job in self.scheduler.get_jobs())

@@ -1,0 +1,205 @@
+"""The notification outbox (table `notifications`): enqueue with the transition, claim, record the outcome.
+
+Life of a row: pending -> sending -> delivered | pending (retry later) | failed.
+- `enqueue` runs inside the rule engine's transaction, so a transition and its notification commit together.
+- `claim_next` takes one due row: `SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL, then a conditional
+  `UPDATE ... WHERE status = <what was read>` on both databases, so two workers never claim one row.
+  While `sending`, `next_attempt_at` is the claim's expiry: a row still `sending` after it belonged to a
+  worker that died, and is claimed again with `outcome_unknown` set.
+- Rows of one alert are delivered in order: a row waits while an earlier row of its fingerprint is unsettled.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from monitor.store import alerts as alert_store
+from monitor.store.db import session_scope
+from monitor.store.tables import Notification
+
+UNSETTLED = ("pending", "sending")
+_table = Notification.__table__
+_c = _table.c
+
+
+def enqueue(
+    session: Session,
+    *,
+    alert_event_id: int,
+    fingerprint: str,
+    kind: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> Notification:
+    """Add the notification of a transition (call inside the transition's transaction)."""
+    row = Notification(
+        alert_event_id=alert_event_id,
+        fingerprint=fingerprint,
+        kind=kind,
+        payload=json.dumps(payload, ensure_ascii=False),
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def for_event(session: Session, alert_event_id: int) -> Notification | None:
+    return (
+        session.execute(sa.select(Notification).where(Notification.alert_event_id == alert_event_id))
+        .scalars()
+        .first()
+    )
+
+
+def get(engine: Engine, notification_id: int) -> Notification | None:
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(Notification, notification_id)
+
+
+def claim_next(engine: Engine, now: datetime, lease_until: datetime) -> Notification | None:
+    """Claim the oldest due row (pending and due, or sending with an expired claim), or None."""
+    earlier = _table.alias("earlier")
+    blocked = (
+        sa.select(earlier.c.id)
+        .where(earlier.c.fingerprint == _c.fingerprint, earlier.c.id < _c.id, earlier.c.status.in_(UNSETTLED))
+        .exists()
+    )
+    query = (
+        sa.select(_c.id, _c.status)
+        .where(_c.status.in_(UNSETTLED), _c.next_attempt_at <= now, ~blocked)
+        .order_by(_c.id)
+        .limit(5)
+    )
+    postgres = engine.dialect.name == "postgresql"
+    if postgres:
+        query = query.with_for_update(skip_locked=True, of=_table)
+    with Session(engine, expire_on_commit=False) as session:
+        for notification_id, status in session.execute(query).all():
+            claimed = session.execute(
+                sa.update(_table)
+                .where(_c.id == notification_id, _c.status == status, _c.next_attempt_at <= now)
+                .values(
+                    status="sending",
+                    attempts=_c.attempts + 1,
+                    next_attempt_at=lease_until,
+                    outcome_unknown=sa.or_(_c.outcome_unknown, sa.literal(status == "sending")),
+                )
+            ).rowcount
+            if claimed == 1:
+                session.commit()
+                return session.get(Notification, notification_id, populate_existing=True)
+        session.rollback()
+    return None
+
+
+def mark_delivered(
+    engine: Engine,
+    notification_id: int,
+    *,
+    now: datetime,
+    via: str,
+    channel: str | None = None,
+    ts: str | None = None,
+    fired_event_id: int | None = None,
+) -> bool:
+    """Record success (and the Slack message, on the alert too for a `fired` row) in one transaction."""
+    with session_scope(engine) as session:
+        row = session.get(Notification, notification_id)
+        done = session.execute(
+            sa.update(_table)
+            .where(_c.id == notification_id, _c.status == "sending")
+            .values(
+                status="delivered",
+                delivered_at=now,
+                delivered_via=via,
+                channel=channel,
+                slack_ts=ts,
+                last_error=None,
+                outcome_unknown=False,
+            )
+        ).rowcount
+        if done and row is not None and row.kind == "fired" and ts:
+            alert_store.set_message(
+                session, row.fingerprint, fired_event_id or row.alert_event_id, channel, ts
+            )
+        return done == 1
+
+
+def record_post(engine: Engine, notification_id: int, *, channel: str | None, ts: str | None) -> None:
+    """Remember a posted message's ts while the row is still `sending` (a multi-step delivery)."""
+    with session_scope(engine) as session:
+        session.execute(
+            sa.update(_table).where(_c.id == notification_id).values(channel=channel, slack_ts=ts)
+        )
+
+
+def mark_retry(
+    engine: Engine, notification_id: int, *, error: str, next_attempt_at: datetime, outcome_unknown: bool
+) -> None:
+    with session_scope(engine) as session:
+        session.execute(
+            sa.update(_table)
+            .where(_c.id == notification_id, _c.status == "sending")
+            .values(
+                status="pending",
+                last_error=error[:2000],
+                next_attempt_at=next_attempt_at,
+                outcome_unknown=outcome_unknown,
+            )
+        )
+
+
+def mark_failed(engine: Engine, notification_id: int, *, error: str, now: datetime) -> None:
+    with session_scope(engine) as session:
+        session.execute(
+            sa.update(_table)
+            .where(_c.id == notification_id, _c.status == "sending")
+            .values(status="failed", last_error=error[:2000], next_attempt_at=None)
+        )
+
+
+def next_due(engine: Engine) -> datetime | None:
+    """When the earliest unsettled row becomes due (pending: next attempt; sending: claim expiry)."""
+    with Session(engine) as session:
+        return session.execute(
+            sa.select(sa.func.min(_c.next_attempt_at)).where(_c.status.in_(UNSETTLED))
+        ).scalar()
+
+
+def latest_channel_id(engine: Engine) -> str | None:
+    """The channel ID Slack reported for the latest bot delivery (names like #alerts are not IDs)."""
+    with Session(engine) as session:
+        return session.execute(
+            sa.select(_c.channel)
+            .where(_c.status == "delivered", _c.delivered_via == "bot", _c.channel.is_not(None))
+            .order_by(_c.id.desc())
+            .limit(1)
+        ).scalar()
+
+
+def requeue_failed(engine: Engine, now: datetime) -> int:
+    """Put failed rows back in the queue (after fixing the Slack settings)."""
+    with session_scope(engine) as session:
+        return session.execute(
+            sa.update(_table)
+            .where(_c.status == "failed")
+            .values(status="pending", attempts=0, next_attempt_at=now)
+        ).rowcount
+
+
+def list_notifications(engine: Engine, status: str | None = None) -> list[Notification]:
+    with Session(engine, expire_on_commit=False) as session:
+        query = sa.select(Notification).order_by(Notification.id)
+        if status is not None:
+            query = query.where(Notification.status == status)
+        return list(session.execute(query).scalars())

@@ -1,0 +1,467 @@
+"""The HTTP API against real databases: agreement with the CLI and the stored rows, filters, auth, 422s,
+health probes and the metrics exposition."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from click.testing import CliRunner
+from conftest import TOPICS, make_settings
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from seed import SeedArticle, label_of, seed
+from sqlmodel import Session
+
+from monitor import metrics
+from monitor.api import create_app
+from monitor.cli import cli
+from monitor.status import RuntimeStatus
+from monitor.store import alerts as alert_store
+from monitor.store.history import history
+from monitor.store.tables import Alert, ArticleTopic, Feed
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+T0 = (NOW - timedelta(days=2)).replace(minute=0, second=0)
+
+
+def _articles() -> list[SeedArticle]:
+    return [
+        SeedArticle("Nvidia beats estimates", T0 + timedelta(minutes=10), {"nvidia": 0.8}, feed="wire"),
+        SeedArticle(
+            "Nvidia slides on TPU report",
+            T0 + timedelta(hours=1, minutes=5),
+            {"nvidia": -0.6, "tpu": 0.5},
+            feed="wire",
+        ),
+        SeedArticle(
+            "英伟达股价大跌",
+            T0 + timedelta(hours=1, minutes=50),
+            {"nvidia": -0.9},
+            feed="cn",
+            language="zh",
+        ),
+        SeedArticle(
+            "輝達市值蒸發", T0 + timedelta(hours=3, minutes=1), {"nvidia": -0.4}, feed="tw", language="zh-tw"
+        ),
+        SeedArticle(
+            "Broadcom lands 100% custom_chip order",
+            T0 + timedelta(hours=3, minutes=20),
+            {"custom_chips": 0.7},
+            feed="wire",
+        ),
+        SeedArticle("AI bubble talk grows", T0 + timedelta(hours=5), {"ai_bubble": -0.3}, feed="wire"),
+    ]
+
+
+@pytest.fixture
+def app_env(engine, tmp_path):  # noqa: ANN001, ANN201
+    seed(engine, _articles())
+    settings = make_settings(tmp_path, database_url=engine.url.render_as_string(hide_password=False))
+    return settings, engine, TestClient(create_app(settings, engine))
+
+
+def _config(tmp_path: Path, url: str, **extra: object) -> Path:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(yaml.safe_dump({"database_url": url, "topics": TOPICS, **extra}), encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- agreement
+
+
+def test_sentiment_api_cli_and_rows_agree(app_env, tmp_path) -> None:  # noqa: ANN001
+    settings, engine, client = app_env
+    since, until = T0 - timedelta(minutes=20), T0 + timedelta(hours=6, minutes=7)
+    params = {"since": since.isoformat(), "until": until.isoformat(), "bucket": "1h"}
+    response = client.get("/api/sentiment", params={**params, "topic": ["nvidia", "tpu"]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["topics"] == ["nvidia", "tpu"]
+    api_points = body["points"]
+
+    config = _config(tmp_path, settings.database_url)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--config",
+            str(config),
+            "history",
+            "--topic",
+            "nvidia",
+            "--topic",
+            "tpu",
+            "--since",
+            since.isoformat(),
+            "--until",
+            until.isoformat(),
+            "--bucket",
+            "1h",
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cli_points = json.loads(result.stdout[result.stdout.index("[") :])
+    assert cli_points == api_points
+    assert all(
+        set(p) == {"bucket_start", "articles", "mean_sentiment", "negative_share", "positive_share", "topic"}
+        for p in cli_points
+    )
+
+    # Against the stored rows, by brute force.
+    with engine.connect() as connection:
+        t = ArticleTopic.__table__.c
+        rows = connection.execute(sa.select(t.topic, t.happened_at, t.sentiment, t.label)).all()
+    for point in api_points:
+        start = datetime.fromisoformat(point["bucket_start"].replace("Z", "+00:00"))
+        end = start + timedelta(hours=1)
+        sel = [
+            r
+            for r in rows
+            if r.topic == point["topic"] and max(start, since) <= r.happened_at < min(end, until)
+        ]
+        assert point["articles"] == len(sel)
+        if sel:
+            assert point["mean_sentiment"] == pytest.approx(sum(r.sentiment for r in sel) / len(sel))
+            assert point["negative_share"] == pytest.approx(
+                sum(r.label == "negative" for r in sel) / len(sel)
+            )
+            assert point["positive_share"] == pytest.approx(
+                sum(r.label == "positive" for r in sel) / len(sel)
+            )
+        else:
+            assert point["mean_sentiment"] is None and point["negative_share"] is None
+    nvidia = [p for p in api_points if p["topic"] == "nvidia"]
+    assert [p["articles"] for p in nvidia] == [0, 1, 2, 0, 1, 0, 0, 0]
+    assert nvidia[2]["mean_sentiment"] == pytest.approx(-0.75)
+    assert nvidia[2]["negative_share"] == 1.0
+    # The same function the CLI and API call.
+    direct = [p.as_dict() for p in history(engine, ["nvidia", "tpu"], since, until, "1h")]
+    assert direct == api_points
+
+
+def test_cli_history_table_csv_and_tz(app_env, tmp_path) -> None:  # noqa: ANN001
+    settings, _engine, _client = app_env
+    config = _config(tmp_path, settings.database_url)
+    runner = CliRunner()
+    since = (T0 - timedelta(hours=1)).isoformat()
+    result = runner.invoke(
+        cli,
+        [
+            "--config",
+            str(config),
+            "history",
+            "--topic",
+            "nvidia",
+            "--since",
+            since,
+            "--bucket",
+            "1d",
+            "--format",
+            "csv",
+            "--tz",
+            "Asia/Shanghai",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert lines[0] == "topic,bucket_start,articles,mean_sentiment,negative_share,positive_share"
+    assert all(line.split(",")[1].endswith("+08:00") for line in lines[1:])
+    assert sum(int(line.split(",")[2]) for line in lines[1:]) == 4
+    table = runner.invoke(cli, ["--config", str(config), "history", "--since", "3d", "--bucket", "1d"])
+    assert table.exit_code == 0 and "bucket_start" in table.stdout and "custom_chips" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--topic", "amd"], "--topic"),
+        (["--since", "yesterday"], "--since"),
+        (["--since", "2099-01-01"], "in the future"),
+        (["--since", "1d", "--until", "2d"], "--until"),
+        (["--bucket", "5m"], "--bucket"),
+        (["--tz", "Berlin"], "--tz"),
+        (["--since", "400d", "--bucket", "15m"], "--bucket"),
+        (["--since", "7d; DROP TABLE articles"], "--since"),
+    ],
+)
+def test_cli_history_bad_input_is_a_clear_error(sqlite_engine, tmp_path, args, needle) -> None:  # noqa: ANN001
+    config = _config(tmp_path, str(sqlite_engine.url))
+    result = CliRunner().invoke(cli, ["--config", str(config), "history", *args])
+    assert result.exit_code == 2
+    assert needle in result.output
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
+# ----------------------------------------------------------------------------- articles
+
+
+def test_articles_filters_sorting_and_paging(app_env) -> None:  # noqa: ANN001
+    _settings, _engine, client = app_env
+    since = (T0 - timedelta(hours=1)).isoformat()
+
+    def get(**params):  # noqa: ANN003, ANN202
+        response = client.get("/api/articles", params={"since": since, **params})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    titles = [a["title"] for a in get(topic="nvidia")["items"]]
+    assert titles == [
+        "輝達市值蒸發",
+        "英伟达股价大跌",
+        "Nvidia slides on TPU report",
+        "Nvidia beats estimates",
+    ]
+    neg = get(topic="nvidia", sort="most_negative", max_score=-0.0001)["items"]
+    assert [a["topic_sentiment"] for a in neg] == [-0.9, -0.6, -0.4]
+    assert neg[0]["topic_label"] == "negative" and neg[0]["language"] == "zh"
+    assert [a["title"] for a in get(topic="nvidia", min_score=0.5)["items"]] == ["Nvidia beats estimates"]
+    assert {a["title"] for a in get(language="zh")["items"]} == {"輝達市值蒸發", "英伟达股价大跌"}
+    assert [a["title"] for a in get(language="zh-tw")["items"]] == ["輝達市值蒸發"]
+    assert [a["feed"] for a in get(feed="cn")["items"]] == ["cn"]
+    assert len(get(feed=["cn", "tw"])["items"]) == 2
+    assert [a["title"] for a in get(search="100%")["items"]] == ["Broadcom lands 100% custom_chip order"]
+    assert get(search="custom_chip")["items"][0]["topics"][0]["topic"] == "custom_chips"
+    assert get(search="nvidia slides")["items"][0]["title"] == "Nvidia slides on TPU report"
+    assert get(search="'; DROP TABLE articles; --")["items"] == []
+    assert get(search="% OR 1=1")["items"] == []
+    assert len(get()["items"]) == 6  # the table is still there
+    assert get(label="positive", topic="tpu")["items"][0]["title"] == "Nvidia slides on TPU report"
+    # Paging.
+    first = get(limit=4)
+    assert len(first["items"]) == 4 and first["next_offset"] == 4
+    second = get(limit=4, offset=first["next_offset"])
+    assert len(second["items"]) == 2 and second["next_offset"] is None
+    assert {a["id"] for a in first["items"]}.isdisjoint({a["id"] for a in second["items"]})
+    item = first["items"][0]
+    assert item["happened_at"].endswith("Z") and item["score"] is not None
+
+
+# ----------------------------------------------------------------------------- alerts
+
+
+def test_alerts_history(app_env) -> None:  # noqa: ANN001
+    _settings, engine, client = app_env
+    fp = alert_store.fingerprint("nvidia-drop", "nvidia")
+    with Session(engine) as session:
+        session.add(Alert(fingerprint=fp, rule="nvidia-drop", topic="nvidia", state="resolved"))
+        session.flush()
+        for kind, minutes, value in (("pending", 60, -0.4), ("fired", 75, -0.5), ("resolved", 200, -0.05)):
+            alert_store.add_event(
+                session,
+                fp=fp,
+                rule="nvidia-drop",
+                topic="nvidia",
+                kind=kind,
+                at=T0 + timedelta(minutes=minutes),
+                value=value,
+                threshold=-0.3,
+                article_count=3,
+            )
+        session.commit()
+    body = client.get("/api/alerts", params={"since": "3d"}).json()
+    assert body["total"] == 1
+    episode = body["items"][0]
+    assert episode["rule"] == "nvidia-drop" and episode["state"] == "resolved"
+    assert episode["fired_at"] == (T0 + timedelta(minutes=75)).isoformat().replace("+00:00", "Z")
+    assert client.get("/api/alerts", params={"since": "3d", "state": "firing"}).json()["total"] == 0
+    assert client.get("/api/alerts", params={"since": "3d", "topic": "tpu"}).json()["total"] == 0
+    assert client.get("/api/alerts", params={"since": "1h"}).json()["total"] == 0
+
+
+# ----------------------------------------------------------------------------- 422s
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "param"),
+    [
+        ("/api/sentiment", {"since": "soon"}, "since"),
+        ("/api/sentiment", {"since": "2099-01-01T00:00Z"}, "since"),
+        ("/api/sentiment", {"since": "1d", "until": "2d"}, "until"),
+        ("/api/sentiment", {"bucket": "7m"}, "bucket"),
+        ("/api/sentiment", {"tz": "Mars/Base"}, "tz"),
+        ("/api/sentiment", {"topic": "amd"}, "topic"),
+        ("/api/sentiment", {"since": "365d", "bucket": "15m"}, "bucket"),
+        ("/api/articles", {"limit": "5000"}, "limit"),
+        ("/api/articles", {"limit": "ten"}, "limit"),
+        ("/api/articles", {"offset": "-1"}, "offset"),
+        ("/api/articles", {"min_score": "2"}, "min_score"),
+        ("/api/articles", {"min_score": "0.5", "max_score": "0.1"}, "max_score"),
+        ("/api/articles", {"language": "en'--"}, "language"),
+        ("/api/articles", {"sort": "random()"}, "sort"),
+        ("/api/articles", {"feed": "nope"}, "feed"),
+        ("/api/articles", {"search": "x" * 201}, "search"),
+        ("/api/articles", {"search": "a\x00b"}, "search"),
+        ("/api/alerts", {"state": "exploded"}, "state"),
+        ("/api/alerts", {"rule": "nope"}, "rule"),
+    ],
+)
+def test_invalid_parameters_answer_422_naming_them(sqlite_engine, tmp_path, path, params, param) -> None:  # noqa: ANN001
+    client = TestClient(create_app(make_settings(tmp_path), sqlite_engine))
+    response = client.get(path, params=params)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert f"'{param}'" in body["error"]
+    assert body["detail"][0]["loc"][-1] == param
+
+
+# ----------------------------------------------------------------------------- auth
+
+
+def test_bearer_token_guards_the_api_only(sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    settings = make_settings(tmp_path, http={"api_token": "t0ken-with-enough-length"})
+    client = TestClient(create_app(settings, sqlite_engine))
+    for path in ("/api/sentiment", "/api/articles", "/api/alerts", "/api/topics"):
+        missing = client.get(path)
+        assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert (
+            client.get(path, headers={"Authorization": "Basic t0ken-with-enough-length"}).status_code == 401
+        )
+        ok = client.get(path, headers={"Authorization": "Bearer t0ken-with-enough-length"})
+        assert ok.status_code == 200, ok.text
+    for path in ("/healthz", "/readyz", "/metrics", "/", "/docs", "/openapi.json"):
+        assert client.get(path).status_code == 200, path
+    assert "t0ken-with-enough-length" not in client.get("/healthz").text
+
+
+def test_openapi_documents_every_endpoint(sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    client = TestClient(create_app(make_settings(tmp_path), sqlite_engine))
+    spec = client.get("/openapi.json").json()
+    for path in (
+        "/api/sentiment",
+        "/api/articles",
+        "/api/alerts",
+        "/api/topics",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
+        assert path in spec["paths"]
+    names = {p["name"] for p in spec["paths"]["/api/articles"]["get"]["parameters"]}
+    assert {
+        "topic",
+        "since",
+        "until",
+        "search",
+        "feed",
+        "language",
+        "min_score",
+        "max_score",
+        "sort",
+        "limit",
+        "offset",
+        "label",
+    } <= names
+    assert "swagger" in client.get("/docs").text.lower()
+
+
+def test_dashboard_page_is_served_with_its_assets(sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    client = TestClient(create_app(make_settings(tmp_path), sqlite_engine))
+    page = client.get("/")
+    assert page.status_code == 200 and "charset=utf-8" in page.headers["content-type"]
+    assert '<script src="/static/app.js"' in page.text
+    # Nothing from a CDN: every asset reference is local.
+    assert all(ref.startswith("/") for ref in re.findall(r'(?:src|href)="([^"]+)"', page.text))
+    script = client.get("/static/app.js").text
+    assert ".innerHTML" not in script and ".insertAdjacentHTML" not in script and "textContent" in script
+    assert client.get("/static/style.css").status_code == 200
+
+
+# ----------------------------------------------------------------------------- health
+
+
+def test_health_and_readiness_follow_the_runtime_status(sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    status = RuntimeStatus(scheduler_expected=True, model_expected=True)
+    client = TestClient(create_app(make_settings(tmp_path), sqlite_engine, status))
+    assert client.get("/healthz").status_code == 503
+    assert "scheduler not running" in client.get("/healthz").json()["problems"]
+    status.mark_scheduler(True)
+    assert client.get("/healthz").status_code == 200
+    status.scheduler_heartbeat = datetime.now(UTC) - timedelta(minutes=10)
+    assert client.get("/healthz").status_code == 503
+    status.heartbeat()
+    assert client.get("/healthz").json()["status"] == "ok"
+
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "model not loaded" in ready.json()["problems"]
+    status.mark_model_loaded("aichip-sentiment")
+    assert client.get("/readyz").status_code == 200
+    status.set_leader(True)
+    assert client.get("/healthz").json()["leader"] is True
+
+
+def test_readiness_fails_when_the_database_is_unreachable(tmp_path) -> None:  # noqa: ANN001
+    from monitor.store.db import create_db_engine
+
+    dead = create_db_engine("postgresql+psycopg://postgres@127.0.0.1:9/nothing?connect_timeout=2")
+    client = TestClient(create_app(make_settings(tmp_path), dead))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["database"] == "unreachable"
+    assert client.get("/healthz").status_code == 200  # liveness does not depend on the database
+    assert client.get("/metrics").status_code == 200  # a scrape still answers
+    dead.dispose()
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_metrics_exposition(engine, tmp_path) -> None:  # noqa: ANN001
+    feed = f"feed-{engine.dialect.name}-metrics"
+    metrics.record_poll(feed, "ok", duration=0.2)
+    metrics.record_poll(feed, "error", duration=5.0)
+    metrics.record_fetch_error(feed, "timeout")
+    metrics.record_articles_stored(feed, new=3, updated=1)
+    metrics.observe_scoring(0.05, 8)
+    metrics.record_alert_transition("nvidia-drop", "fired")
+    metrics.record_notification("console", "fired", ok=False, reason="server_error")
+    last = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with Session(engine) as session:
+        session.add(Alert(fingerprint="f1", rule="r1", topic="nvidia", state="firing"))
+        session.add(Alert(fingerprint="f2", rule="r2", topic="tpu", state="firing"))
+        session.add(Alert(fingerprint="f3", rule="r3", topic="tpu", state="inactive"))
+        session.add(Feed(name=f"{feed}-db", url="http://127.0.0.1/x.xml", last_success_at=last))
+        session.commit()
+    client = TestClient(create_app(make_settings(tmp_path), engine))
+    client.get("/healthz")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    s = _samples(response.text)
+    assert s[("monitor_alerts", (("state", "firing"),))] == 2
+    assert s[("monitor_alerts", (("state", "inactive"),))] == 1
+    assert s[("monitor_alerts", (("state", "pending"),))] == 0
+    assert s[("monitor_feed_polls_total", (("feed", feed), ("status", "ok")))] == 1
+    assert s[("monitor_feed_polls_total", (("feed", feed), ("status", "error")))] == 1
+    assert s[("monitor_feed_fetch_errors_total", (("feed", feed), ("reason", "timeout")))] == 1
+    assert s[("monitor_articles_stored_total", (("feed", feed), ("kind", "new")))] == 3
+    assert s[("monitor_feed_last_success_timestamp_seconds", (("feed", feed),))] > 1e9
+    assert s[("monitor_feed_last_success_timestamp_seconds", (("feed", f"{feed}-db"),))] == last.timestamp()
+    assert (
+        s[("monitor_notification_failures_total", (("channel", "console"), ("reason", "server_error")))] >= 1
+    )
+    assert ("monitor_scoring_duration_seconds_count", ()) in s
+    assert s[("monitor_database_up", ())] == 1
+    assert (
+        s[("monitor_http_requests_total", (("method", "GET"), ("route", "/healthz"), ("status", "200")))] >= 1
+    )
+
+
+def test_label_helper_matches_the_store_convention() -> None:
+    assert [label_of(v) for v in (-0.5, 0.0, 0.5)] == ["negative", "neutral", "positive"]

@@ -1,0 +1,249 @@
+"""The dashboard in a real headless Chromium (Debian's `chromium` + `chromium-driver`, via Selenium).
+
+The page is served by the real app over a database with known data; the test checks that the chart
+drew exactly the expected points (SVG circles carrying their data), the alert band, and headlines
+(Chinese text intact, markup shown as text, never executed).
+
+Where Chromium is not installed the test is skipped with a reason (printed by `make test` through
+pytest's `-ra`); with MONITOR_REQUIRE_BROWSER=1 (set by .ci/run) a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import make_settings
+from seed import SeedArticle, seed
+from sqlmodel import Session
+
+from monitor.api import create_app
+from monitor.store import alerts as alert_store
+from monitor.store.tables import Alert
+
+pytestmark = pytest.mark.browser
+
+REQUIRE = os.environ.get("MONITOR_REQUIRE_BROWSER") == "1"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1800",
+]
+XSS_TITLE = (
+    '<img src=x onerror="window.__pwned=1"> <!channel> Nvidia & "friends" <script>window.__pwned=2</script>'
+)
+CHINESE_TITLE = "英伟达股价大跌，Meta考虑采用谷歌TPU"
+
+
+def _browser_or_skip():  # noqa: ANN202
+    missing = None
+    try:
+        from selenium import webdriver  # noqa: F401
+    except ImportError:
+        missing = "the selenium package is not installed (pip install -e '.[dev]')"
+    if missing is None and not CHROMIUM:
+        missing = "no Chromium installed (apt-get install chromium chromium-driver)"
+    if missing is None and not CHROMEDRIVER:
+        missing = "no chromedriver installed (apt-get install chromium-driver)"
+    if missing:
+        if REQUIRE:
+            pytest.fail(f"browser test required (MONITOR_REQUIRE_BROWSER=1) but {missing}")
+        pytest.skip(f"dashboard browser test skipped: {missing}")
+
+
+@pytest.fixture
+def driver() -> Iterator:
+    _browser_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(30)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def _serve(app) -> tuple[str, callable]:  # noqa: ANN001
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 15
+    while not server.started:
+        assert time.time() < deadline, "the app did not start"
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+def _known_data(engine, now: datetime) -> dict[str, list[float]]:  # noqa: ANN001
+    """Nvidia articles in three hours of the last day; returns the expected mean per hour start."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    h1, h2, h3 = hour - timedelta(hours=20), hour - timedelta(hours=9), hour - timedelta(hours=2)
+    articles = [
+        SeedArticle("Nvidia beats estimates on record revenue", h1 + timedelta(minutes=5), {"nvidia": 0.8}),
+        SeedArticle("Nvidia shares rise", h1 + timedelta(minutes=40), {"nvidia": 0.4}),
+        SeedArticle("Nvidia steady ahead of results", h2 + timedelta(minutes=10), {"nvidia": 0.0}),
+        SeedArticle(
+            CHINESE_TITLE,
+            h3 + timedelta(minutes=1),
+            {"nvidia": -0.9, "tpu": 0.6},
+            language="zh",
+            url="https://example.com/zh/1",
+        ),
+        SeedArticle(
+            XSS_TITLE, h3 + timedelta(minutes=20), {"nvidia": -0.5}, url="javascript:window.__pwned=3"
+        ),
+        SeedArticle(
+            "Nvidia loses $140bn in two days",
+            h3 + timedelta(minutes=30),
+            {"nvidia": -0.7},
+            url="https://example.com/en/loss",
+        ),
+    ]
+    seed(engine, articles)
+    return {h1.isoformat(): [0.8, 0.4], h2.isoformat(): [0.0], h3.isoformat(): [-0.9, -0.5, -0.7]}
+
+
+def _alert(engine, fired: datetime, resolved: datetime) -> None:  # noqa: ANN001
+    fp = alert_store.fingerprint("nvidia-sentiment-drop", "nvidia")
+    with Session(engine) as session:
+        session.add(Alert(fingerprint=fp, rule="nvidia-sentiment-drop", topic="nvidia", state="resolved"))
+        session.flush()
+        for kind, at, value in (
+            ("pending", fired - timedelta(minutes=15), -0.5),
+            ("fired", fired, -0.6),
+            ("resolved", resolved, -0.05),
+        ):
+            alert_store.add_event(
+                session,
+                fp=fp,
+                rule="nvidia-sentiment-drop",
+                topic="nvidia",
+                kind=kind,
+                at=at,
+                value=value,
+                threshold=-0.3,
+                article_count=3,
+            )
+        session.commit()
+
+
+def _wait_loaded(browser, timeout: float = 20) -> str:  # noqa: ANN001
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = browser.execute_script("return document.body.getAttribute('data-loaded')")
+        if state:
+            return state
+        time.sleep(0.1)
+    raise AssertionError("the dashboard did not finish loading: " + browser.find_element("id", "status").text)
+
+
+def test_dashboard_draws_known_points(driver, sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+
+    now = datetime.now(UTC)
+    expected = _known_data(sqlite_engine, now)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    _alert(sqlite_engine, hour - timedelta(hours=2, minutes=-35), hour - timedelta(hours=1))
+    settings = make_settings(tmp_path)
+    base, stop = _serve(create_app(settings, sqlite_engine))
+    try:
+        driver.get(f"{base}/?topic=nvidia&range=24h")
+        assert _wait_loaded(driver) == "true", driver.find_element(By.ID, "status").text
+
+        charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
+        assert [c.get_attribute("data-topic") for c in charts] == ["nvidia"]
+        circles = charts[0].find_elements(By.CSS_SELECTOR, "circle.point")
+        drawn = {
+            datetime.fromisoformat(c.get_attribute("data-bucket-start")).astimezone(UTC).isoformat(): (
+                float(c.get_attribute("data-mean")),
+                int(c.get_attribute("data-articles")),
+            )
+            for c in circles
+        }
+        assert len(circles) == 3
+        assert sorted(drawn) == sorted(expected)
+        for start, values in expected.items():
+            mean, count = drawn[start]
+            assert count == len(values)
+            assert mean == pytest.approx(sum(values) / len(values), abs=1e-9)
+        # Points are placed left to right in time order and lower for more negative means.
+        xs = [float(c.get_attribute("cx")) for c in circles]
+        ys = [float(c.get_attribute("cy")) for c in circles]
+        assert xs == sorted(xs)
+        assert ys[0] < ys[1] < ys[2]
+        # Volume bars for every bucket of the range (24 or 25 hourly buckets), empty ones at zero height.
+        bars = charts[0].find_elements(By.CSS_SELECTOR, "rect.bar")
+        assert len(bars) in (24, 25)
+        assert sum(int(b.get_attribute("data-articles")) for b in bars) == 6
+        # The alert episode is drawn as a band.
+        bands = charts[0].find_elements(By.CSS_SELECTOR, "g.alert")
+        assert [b.get_attribute("data-rule") for b in bands] == ["nvidia-sentiment-drop"]
+        assert bands[0].get_attribute("data-state") == "resolved"
+
+        # Headlines: Chinese intact; markup shown as text and never run; no javascript: link.
+        negative = driver.find_element(By.CSS_SELECTOR, "[data-topic='nvidia'] .negative")
+        items = negative.find_elements(By.TAG_NAME, "li")
+        texts = [li.text for li in items]
+        assert any(CHINESE_TITLE in t for t in texts)
+        assert any(XSS_TITLE in t for t in texts)
+        assert texts[0].startswith(CHINESE_TITLE)  # the most negative first (-0.9)
+        hrefs = [a.get_attribute("href") for a in negative.find_elements(By.TAG_NAME, "a")]
+        assert "https://example.com/zh/1" in hrefs
+        assert not any(h.startswith("javascript:") for h in hrefs)
+        assert driver.execute_script("return window.__pwned === undefined")
+        assert not driver.find_elements(By.CSS_SELECTOR, ".headlines img, .headlines script")
+        positive = driver.find_element(By.CSS_SELECTOR, "[data-topic='nvidia'] .positive")
+        assert "Nvidia beats estimates" in positive.text
+    finally:
+        stop()
+
+
+def test_dashboard_asks_for_the_token(driver, sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+
+    _known_data(sqlite_engine, datetime.now(UTC))
+    settings = make_settings(tmp_path, http={"api_token": "s3cret-token"})
+    base, stop = _serve(create_app(settings, sqlite_engine))
+    try:
+        driver.get(f"{base}/?range=24h")
+        assert _wait_loaded(driver) == "error"
+        assert driver.find_element(By.ID, "auth").is_displayed()
+        driver.find_element(By.ID, "token").send_keys("s3cret-token")
+        driver.execute_script("document.body.removeAttribute('data-loaded')")
+        driver.find_element(By.CSS_SELECTOR, "#auth-form button").click()
+        assert _wait_loaded(driver) == "true"
+        topics = [c.get_attribute("data-topic") for c in driver.find_elements(By.CSS_SELECTOR, "svg.chart")]
+        assert topics == ["nvidia", "tpu", "custom_chips", "ai_bubble"]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "svg.chart[data-topic='tpu'] circle.point")) == 1
+    finally:
+        stop()

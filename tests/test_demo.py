@@ -1,0 +1,103 @@
+"""`monitor demo`: the recorded feeds, their playback server, and the whole flow with the real model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import feedparser
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import cli
+from monitor.demo.runner import demo_settings, fresh_sqlite, run_demo
+from monitor.demo.server import ANCHOR, DemoFeedServer, feed_files, shift_dates
+from monitor.store.history import history
+
+EXPECTED_ITEMS = {"chip-wire.xml": 40, "markets.xml": 22, "cn-tech.xml": 13, "tw-tech.xml": 6}
+
+
+def test_recorded_feeds_parse_and_span_days() -> None:
+    assert {p.name for p in feed_files()} == set(EXPECTED_ITEMS)
+    for path in feed_files():
+        parsed = feedparser.parse(path.read_bytes())
+        assert not parsed.bozo, (path.name, parsed.bozo_exception)
+        assert len(parsed.entries) == EXPECTED_ITEMS[path.name]
+        times = [datetime(*e.published_parsed[:6], tzinfo=UTC) for e in parsed.entries]
+        assert max(times) <= ANCHOR
+        assert ANCHOR - min(times) >= timedelta(days=2)
+
+
+def test_shift_dates_moves_rss_and_atom_dates() -> None:
+    rss = (
+        "<pubDate>Tue, 25 Nov 2025 17:30:00 +0000</pubDate>"
+        "<lastBuildDate>Tue, 25 Nov 2025 17:55:00 GMT</lastBuildDate>"
+    )
+    atom = "<published>2025-11-25T17:00:00Z</published><updated>2025-11-25T17:00:00+00:00</updated>"
+    shifted = shift_dates(rss + atom, timedelta(days=3, hours=1))
+    assert "<pubDate>Fri, 28 Nov 2025 18:30:00 GMT</pubDate>" in shifted
+    assert "<lastBuildDate>Fri, 28 Nov 2025 18:55:00 GMT</lastBuildDate>" in shifted
+    assert shifted.count("2025-11-28T18:00:00Z") == 2
+
+
+def test_feed_server_plays_back_with_recent_dates() -> None:
+    now = datetime.now(UTC)
+    with DemoFeedServer(now=now) as server:
+        assert server.base_url.startswith("http://127.0.0.1:")
+        response = httpx.get(server.url("cn-tech.xml"), timeout=5)
+        assert response.status_code == 200
+        parsed = feedparser.parse(response.content)
+        assert parsed.entries[0].title == "AI泡沫论再起，英伟达领跌芯片股"
+        newest = max(datetime(*e.published_parsed[:6], tzinfo=UTC) for e in parsed.entries)
+        assert timedelta(0) < now - newest < timedelta(hours=3)
+        assert httpx.get(server.url("nothing.xml"), timeout=5).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def demo_classifier():  # noqa: ANN201
+    """The real model with the demo's topics (the multilingual backend off to keep the test quick)."""
+    from monitor.classify import Classifier
+    from monitor.config import ModelConfig
+
+    settings = demo_settings("http://127.0.0.1:1", "sqlite://")
+    return Classifier.from_config(ModelConfig(multilingual=None, threads=2), settings.topics)
+
+
+def test_demo_runs_the_whole_flow_offline(tmp_path, demo_classifier) -> None:  # noqa: ANN001
+    url = fresh_sqlite(tmp_path / "demo.db")
+    now = datetime.now(UTC)
+    with DemoFeedServer(now=now) as server:
+        report = run_demo(url, server=server, classifier=demo_classifier, now=now)
+    assert [(r.feed, r.status) for r in report.feeds] == [
+        ("chip-wire", "ok"),
+        ("markets-desk", "ok"),
+        ("cn-tech", "ok"),
+        ("tw-tech", "ok"),
+    ]
+    assert sum(r.new for r in report.feeds) == sum(EXPECTED_ITEMS.values())
+    assert report.scored == sum(EXPECTED_ITEMS.values())
+    assert report.evaluations > 4 * 24 * 4  # every 15 minutes over four days
+
+    # The negative Nvidia turn at the end of the recording shows in the history and fired the alert.
+    points = history(report.engine, ["nvidia"], now - timedelta(hours=96), now, "6h")
+    assert sum(p.articles for p in points) >= 40
+    recent = [p for p in points if p.articles and p.bucket_start >= now - timedelta(hours=12)]
+    earlier = [p for p in points if p.articles and p.bucket_start < now - timedelta(hours=30)]
+    assert min(p.mean_sentiment for p in recent) < -0.3
+    assert sum(p.mean_sentiment * p.articles for p in earlier) / sum(p.articles for p in earlier) > 0
+    fired = {e.rule: e for e in report.episodes}
+    assert "nvidia-sentiment-drop" in fired
+    assert fired["nvidia-sentiment-drop"].fired_at >= now - timedelta(hours=9)
+    report.engine.dispose()
+
+
+def test_demo_command_reports_a_busy_port(tmp_path) -> None:  # noqa: ANN001
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["demo", "--db", str(tmp_path / "d.db"), "--port", str(port)])
+    assert result.exit_code == 2
+    assert "--port" in result.output and "Traceback" not in result.output
