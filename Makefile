@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format install demo bench clean
+.PHONY: run test lint format install demo bench clean docker docker-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ format: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/monitor demo
+
+## Build the container image (CPU-only torch; see README "Container").
+docker:
+	docker build -t aichip-monitor .
+
+## Build and smoke-test the image with a private Docker engine, as CI does (Debian machines; needs root).
+docker-smoke: $(STAMP)
+	bash .ci/docker-smoke.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -199,17 +199,19 @@ T=$(now)
 PORT=$(free_port)
 FEED_PORT=$(free_port)
 mkdir -p "$W/smoke/feeds"
-cat > "$W/smoke/feeds/feed.xml" <<'EOF'
+# Dates relative to now, so the API's default windows see the articles whenever this runs.
+D1=$(date -u -R -d '-3 hours'); D2=$(date -u -R -d '-1 day'); D3=$(date -u -R -d '-2 days')
+cat > "$W/smoke/feeds/feed.xml" <<EOF
 <?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>smoke</title><link>http://127.0.0.1/</link><description>smoke</description>
 <item><title>Nvidia shares tumble as Google pitches TPUs to Meta</title><link>http://127.0.0.1/a/1</link>
-<guid>smoke-1</guid><pubDate>Mon, 24 Nov 2025 09:00:00 GMT</pubDate>
-<description>Nvidia lost about $140bn in market value as investors weighed competition from Google TPUs.</description></item>
+<guid>smoke-1</guid><pubDate>$D1</pubDate>
+<description>Nvidia lost about 140bn dollars in market value as investors weighed competition from Google TPUs.</description></item>
 <item><title>Nvidia beats estimates on record data-center revenue</title><link>http://127.0.0.1/a/2</link>
-<guid>smoke-2</guid><pubDate>Wed, 19 Nov 2025 21:30:00 GMT</pubDate>
+<guid>smoke-2</guid><pubDate>$D2</pubDate>
 <description>Nvidia reported record quarterly revenue driven by Blackwell demand.</description></item>
 <item><title>Is the AI bubble about to burst? Analysts compare it to the dot-com era</title>
-<link>http://127.0.0.1/a/3</link><guid>smoke-3</guid><pubDate>Tue, 25 Nov 2025 12:00:00 GMT</pubDate>
+<link>http://127.0.0.1/a/3</link><guid>smoke-3</guid><pubDate>$D3</pubDate>
 <description>Circular financing deals raise concerns that AI valuations are overstretched.</description></item>
 </channel></rss>
 EOF
@@ -260,7 +262,7 @@ stop_container() {
   ok "SIGTERM: exit code 0 after ${stop_s}s"
 }
 count_articles() {
-  curl -fsS "$(url '/api/articles?since=3650d&limit=100')" | python3 -c "
+  curl -fsS "$(url '/api/articles?since=30d&limit=100')" | python3 -c "
 import json, sys
 data = json.load(sys.stdin)
 items = data if isinstance(data, list) else next(v for v in data.values() if isinstance(v, list))
@@ -276,7 +278,7 @@ curl -fsS "$(url /healthz)"; echo
 ok "/healthz answers"
 curl -fsS "$(url /readyz)"; echo
 ok "/readyz answers (database reachable, model loaded)"
-curl -fsS "$(url '/api/sentiment?since=3650d')" | head -c 300; echo
+curl -fsS "$(url '/api/sentiment?since=7d&bucket=1d')" | head -c 300; echo
 ok "/api/sentiment answers"
 $DOCKER exec "$CNAME" monitor collect
 before=$(count_articles)

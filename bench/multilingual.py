@@ -47,13 +47,19 @@ def rate(func, n: int) -> float:  # noqa: ANN001
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=512, help="texts per batch")
-    parser.add_argument("--zh-share", type=float, default=0.5, help="share of Chinese texts in the mixed batch")
+    parser.add_argument(
+        "--zh-share", type=float, default=0.5, help="share of Chinese texts in the mixed batch"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-topics", action="store_true", help="time sentiment only, without topic matching")
+    parser.add_argument(
+        "--no-topics", action="store_true", help="time sentiment only, without topic matching"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if not 0 < args.zh_share <= 1:
@@ -66,7 +72,10 @@ def main() -> None:
     topics = None if args.no_topics else load_config(ROOT / "config" / "monitor.yaml").topics
     started = time.perf_counter()
     classifier = Classifier.from_config(ModelConfig(threads=args.threads), topics)
-    print(f"models loaded in {time.perf_counter() - started:.1f}s: {classifier.describe()['models']}", flush=True)
+    print(
+        f"models loaded in {time.perf_counter() - started:.1f}s: {classifier.describe()['models']}",
+        flush=True,
+    )
     if MULTILINGUAL not in classifier.backends:
         raise SystemExit("the multilingual backend did not load (see the warning above)")
 
@@ -84,7 +93,10 @@ def main() -> None:
     for repeat in range(args.repeats):
         en_rates.append(rate(lambda: classifier.score_texts(english), args.n))
         mixed_rates.append(rate(lambda: classifier.score_texts(mixed), args.n))
-        print(f"  run {repeat + 1}: english-only {en_rates[-1]:7.1f}/s   mixed {mixed_rates[-1]:7.1f}/s", flush=True)
+        print(
+            f"  run {repeat + 1}: english-only {en_rates[-1]:7.1f}/s   mixed {mixed_rates[-1]:7.1f}/s",
+            flush=True,
+        )
     en, mx = statistics.median(en_rates), statistics.median(mixed_rates)
 
     main_backend, ml_backend = classifier.backends[MAIN], classifier.backends[MULTILINGUAL]

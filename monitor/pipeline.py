@@ -46,7 +46,9 @@ class PassReport:
 class Pipeline:
     """Builds every stage from the settings and moves events between them."""
 
-    def __init__(self, settings: Settings, engine: Engine, *, classifier=None, load_model: bool = True) -> None:  # noqa: ANN001
+    def __init__(
+        self, settings: Settings, engine: Engine, *, classifier=None, load_model: bool = True
+    ) -> None:  # noqa: ANN001
         from monitor.alerts import RuleEngine
         from monitor.collect import Collector
         from monitor.notify import Deliverer
@@ -111,8 +113,14 @@ class Pipeline:
                 break
             events = [
                 ArticleCollected(
-                    article_id=a.article_id, feed="", title=a.title, summary=a.summary, url=None,
-                    language=a.language, published_at=a.published_at, is_update=False,
+                    article_id=a.article_id,
+                    feed="",
+                    title=a.title,
+                    summary=a.summary,
+                    url=None,
+                    language=a.language,
+                    published_at=a.published_at,
+                    is_update=False,
                 )
                 for a in page
             ]
@@ -147,7 +155,12 @@ class Pipeline:
         report.failed_deliveries = delivery.failed
         log.info(
             "pass finished",
-            extra={"feeds": len(results), "new": report.new_articles, "updated": report.updated_articles,
-                   "scored": report.scored, "alert_events": len(report.alert_events)},
+            extra={
+                "feeds": len(results),
+                "new": report.new_articles,
+                "updated": report.updated_articles,
+                "scored": report.scored,
+                "alert_events": len(report.alert_events),
+            },
         )
         return report

@@ -40,8 +40,6 @@ def write_config(path: Path, database_url: str, **overrides: Any) -> Path:
         "feeds": [],
         "leader": {"check_every": "1s"},
     }
-    if os.environ.get("DEV_SENTIMENT_MODEL"):  # TEMP: until models/sentiment-en is trained
-        data["model"]["sentiment"] = os.environ["DEV_SENTIMENT_MODEL"]
     data.update(overrides)
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path

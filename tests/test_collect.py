@@ -250,6 +250,9 @@ def test_malformed_feed_stores_what_parses_and_flags_the_feed(
     assert state.last_status == "malformed" and state.last_error == result.error
     assert state.consecutive_errors == 0  # content arrived: no backoff
     assert {row.title for row in rows(engine)} >= {"AMD & Nvidia trade blows in the AI GPU market"}
+    unchanged = c.collect_feed(c.settings.feeds[0])  # 304: the document is still the malformed one
+    assert unchanged.status == "not_modified"
+    assert get_feed(engine, "broken-xml").last_error == result.error
 
 
 def test_non_http_feed_url_is_an_error_on_the_feed(engine: sa.Engine, tmp_path: Path) -> None:

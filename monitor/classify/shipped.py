@@ -109,6 +109,7 @@ def save_shipped(
     }
     weights = directory / WEIGHTS
     save_file(state, str(weights), metadata={"format": FORMAT, "base": BASE_PACKAGE})
+    weights.chmod(0o644)  # safetensors writes 0600; the container's non-root user must read it
     model.config.to_json_file(str(directory / "config.json"))
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     manifest = Manifest(

@@ -188,6 +188,10 @@ class Collector:
                     etag=response.etag or state.etag,
                     last_modified=response.last_modified or state.last_modified,
                     current_url=moved,
+                    # An unchanged malformed document is still malformed: keep saying so.
+                    problem=state.last_error
+                    if state.consecutive_errors == 0 and state.last_status in ("malformed", "not_modified")
+                    else None,
                 )
             return self._finish(
                 FeedResult(

@@ -380,40 +380,46 @@ class Fetcher:
             if self.cancel_event.is_set():
                 raise FetchError("cancelled", "fetch cancelled: shutting down", url=current) from None
             raise FetchError(
-                "network", f"connection error while reading {current}: {_describe(exc)}", url=current
+                "network",
+                f"connection error while reading from {_host(current)}: {_describe(exc)}",
+                url=current,
             ) from None
         except httpx.TimeoutException as exc:
+            connect = self.config.connect_timeout.total_seconds()
+            read = self.config.read_timeout.total_seconds()
             if time.monotonic() >= deadline - 0.01 or isinstance(
                 exc.__cause__ or exc.__context__, _DeadlineExceeded
             ):
                 raise FetchError(
                     "timeout",
-                    f"no complete response within the total deadline of {total:g}s from {current}",
+                    f"no complete response within the total deadline of {total:g}s from {_host(current)}",
                     url=current,
                 ) from None
             if isinstance(exc, httpx.ConnectTimeout):
                 raise FetchError(
                     "timeout",
-                    f"connect timeout after {self.config.connect_timeout.total_seconds():g}s to {current}",
+                    f"connect timeout after {connect:g}s to {_host(current)}",
                     url=current,
                 ) from None
             if isinstance(exc, httpx.PoolTimeout):
                 raise FetchError("timeout", "no free HTTP connection in time", url=current) from None
             raise FetchError(
                 "timeout",
-                f"read timeout: no data for {self.config.read_timeout.total_seconds():g}s from {current}",
+                f"read timeout: no data for {read:g}s from {_host(current)}",
                 url=current,
             ) from None
         except httpx.ConnectError as exc:
             raise FetchError(
-                "connect", f"cannot connect to {current}: {_describe(exc)}", url=current
+                "connect", f"cannot connect to {_host(current)}: {_describe(exc)}", url=current
             ) from None
         except httpx.RemoteProtocolError as exc:
             raise FetchError(
-                "protocol", f"invalid HTTP response from {current}: {_describe(exc)}", url=current
+                "protocol", f"invalid HTTP response from {_host(current)}: {_describe(exc)}", url=current
             ) from None
         except httpx.HTTPError as exc:
-            raise FetchError("network", f"HTTP error for {current}: {_describe(exc)}", url=current) from None
+            raise FetchError(
+                "network", f"HTTP error from {_host(current)}: {_describe(exc)}", url=current
+            ) from None
         finally:
             self._limits.deadline = None
 
@@ -476,6 +482,14 @@ class Fetcher:
             )
         chunks.append(tail)
         return b"".join(chunks)
+
+
+def _host(url: str) -> str:
+    """host[:port] of a URL: short enough for a table cell, and says which server failed."""
+    try:
+        return urlsplit(url).netloc or url
+    except ValueError:
+        return url
 
 
 def _describe(exc: BaseException) -> str:
