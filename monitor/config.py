@@ -90,6 +90,8 @@ class TopicConfig(_Strict):
     keywords: list[str] = Field(min_length=1)
     description: str = ""
     examples: list[str] = Field(default_factory=list)
+    # Competing topics: "Nvidia slides as Google's TPUs win Meta" is good news for the rival (see README, Model).
+    rivals: list[str] = Field(default_factory=list)
 
 
 Metric = Literal[
@@ -151,6 +153,7 @@ class ModelConfig(_Strict):
     topic_threshold: float = Field(default=0.5, ge=0, le=1)
     similarity_threshold: float = Field(default=0.45, ge=-1, le=1)
     onnx_cache: str | None = None  # where `backend: onnx` keeps its int8 export; default ~/.cache/aichip-monitor
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # torch: auto = bf16 on CPUs with native bf16
 
 
 class CollectConfig(_Strict):
@@ -204,7 +207,7 @@ class RetentionConfig(_Strict):
 
 
 class LeaderConfig(_Strict):
-    """Leader election between replicas (monitor/leader.py): how often standbys retry, the leader re-checks."""
+    """Leader election between replicas (monitor/leader.py): how often a standby retries the lock."""
 
     check_every: PositiveDuration = timedelta(seconds=10)
 
@@ -240,6 +243,11 @@ class Settings(_Strict):
         duplicates = sorted({name for name in rule_names if rule_names.count(name) > 1})
         if duplicates:
             raise ValueError(f"alerts: duplicate rule name(s): {', '.join(duplicates)}")
+        for name, topic in self.topics.items():
+            for rival in topic.rivals:
+                if rival not in self.topics or rival == name:
+                    known = ", ".join(sorted(set(self.topics) - {name})) or "none configured"
+                    raise ValueError(f"topics.{name}.rivals: unknown topic {rival!r} (known: {known})")
         for index, rule in enumerate(self.alerts):
             if rule.topic not in self.topics:
                 known = ", ".join(sorted(self.topics)) or "none configured"

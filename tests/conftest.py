@@ -140,5 +140,7 @@ def classifier():  # noqa: ANN201
     from monitor.classify import Classifier
     from monitor.config import ModelConfig
 
-    settings = Settings.model_validate({"topics": TOPICS})
+    topics = {name: dict(topic) for name, topic in TOPICS.items()}
+    topics["nvidia"]["rivals"] = ["tpu", "custom_chips"]
+    settings = Settings.model_validate({"topics": topics})
     return Classifier.from_config(ModelConfig(multilingual=None, threads=2), settings.topics)

@@ -465,3 +465,38 @@ def test_metrics_exposition(engine, tmp_path) -> None:  # noqa: ANN001
 
 def test_label_helper_matches_the_store_convention() -> None:
     assert [label_of(v) for v in (-0.5, 0.0, 0.5)] == ["negative", "neutral", "positive"]
+
+
+def test_most_negative_and_positive_over_large_ranges(engine) -> None:  # noqa: ANN001
+    """Above ~2000 topic rows SQLite walks the (topic, sentiment) index; results must not change."""
+    import random
+
+    from monitor.store.articles import ArticleFilter, list_articles
+
+    rnd = random.Random(5)
+    start = T0 - timedelta(days=3)
+    values = [round(-0.999 + 1.998 * k / 2300, 6) for k in range(2300)]  # distinct: no ties to break
+    rnd.shuffle(values)
+    articles = [
+        SeedArticle(f"n{i}", start + timedelta(seconds=rnd.randrange(3 * 86400)), {"nvidia": value})
+        for i, value in enumerate(values)
+    ]
+    # Extreme ones outside the range must not appear.
+    articles.append(SeedArticle("too old", start - timedelta(hours=1), {"nvidia": -1.0}))
+    articles.append(SeedArticle("too new", T0 + timedelta(hours=1), {"nvidia": 1.0}))
+    seed(engine, articles)
+    since, until = start, T0
+    inside = [a for a in articles if since <= a.at < until]
+    for sort, reverse in (("most_negative", False), ("most_positive", True)):
+        got = list_articles(
+            engine, ArticleFilter(topics=("nvidia",), since=since, until=until, sort=sort, limit=10)
+        )
+        expected = sorted(inside, key=lambda a: a.topics["nvidia"] if not reverse else -a.topics["nvidia"])[
+            :10
+        ]
+        assert [a.title for a in got] == [a.title for a in expected]
+        page2 = list_articles(
+            engine,
+            ArticleFilter(topics=("nvidia",), since=since, until=until, sort=sort, limit=10, offset=10),
+        )
+        assert {a.title for a in page2}.isdisjoint({a.title for a in got})

@@ -28,7 +28,10 @@ def tiny_model(folder: Path, id2label: dict[int, str]) -> Path:
         id2label=id2label,
         label2id={v: k for k, v in id2label.items()},
     )
-    BertForSequenceClassification(config).save_pretrained(folder)
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():  # distinct classes, so a wrong column mapping cannot pass by accident
+        model.classifier.bias.copy_(torch.linspace(2.0, -2.0, len(id2label)))
+    model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(str(base_model_path())).save_pretrained(folder)
     return folder
 
@@ -67,7 +70,7 @@ def test_non_sentiment_labels_are_rejected(names: list[str]) -> None:
 
 def test_local_model_of_another_shape_is_mapped_by_id2label(tmp_path: Path) -> None:
     folder = tiny_model(tmp_path / "finance-model", {0: "Bullish", 1: "BEARISH", 2: "neutral"})
-    backend = load_backend(str(folder), max_length=32, batch_size=2)
+    backend = load_backend(str(folder), max_length=32, batch_size=2, precision="fp32")
     assert backend.name == "finance-model" and backend.version.startswith("sha256:")
     texts = ["Nvidia surges", "Nvidia sinks", "Earnings on Wednesday"]
     got = backend.predict_proba(texts)
@@ -75,6 +78,7 @@ def test_local_model_of_another_shape_is_mapped_by_id2label(tmp_path: Path) -> N
     with torch.inference_mode():
         raw = torch.softmax(backend.model(**batch).logits, -1).numpy()
     # model order bullish, bearish, neutral -> LABELS order negative, neutral, positive
+    assert (got.argmax(1) == LABELS.index("positive")).all()  # bias favours output 0, "Bullish"
     assert np.allclose(got[:, LABELS.index("positive")], raw[:, 0], atol=1e-5)
     assert np.allclose(got[:, LABELS.index("negative")], raw[:, 1], atol=1e-5)
     assert np.allclose(got[:, LABELS.index("neutral")], raw[:, 2], atol=1e-5)

@@ -96,12 +96,14 @@ def test_a_session_target_leaves_the_commit_to_the_caller(
 def config_file(tmp_path: Path) -> Path:
     from conftest import TOPICS
 
+    topics = {name: dict(topic) for name, topic in TOPICS.items()}
+    topics["tpu"]["rivals"] = ["nvidia"]
     path = tmp_path / "monitor.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "database_url": f"sqlite:///{tmp_path / 'monitor.db'}",
-                "topics": TOPICS,
+                "topics": topics,
                 "model": {"multilingual": None, "threads": 2},
             }
         ),

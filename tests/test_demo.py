@@ -87,7 +87,7 @@ def test_demo_runs_the_whole_flow_offline(tmp_path, demo_classifier) -> None:  #
         return sum(p.mean_sentiment * p.articles for p in pts) / sum(p.articles for p in pts)
 
     assert mean(timedelta(hours=8), timedelta(0)) < -0.1  # the last hours: the negative turn
-    assert mean(timedelta(hours=96), timedelta(hours=54)) > 0.2  # the first days: Blackwell, earnings beat
+    assert mean(timedelta(hours=96), timedelta(hours=54)) > 0.1  # the first days: Blackwell, earnings beat
     fired = {e.rule: e for e in report.episodes}
     assert "nvidia-sentiment-drop" in fired
     assert fired["nvidia-sentiment-drop"].fired_at >= now - timedelta(hours=9)

@@ -42,6 +42,21 @@ _CLAUSE_RE = re.compile(
 )
 
 
+RIVAL_POLAR = 0.6  # a rival's clause this clearly negative/positive informs a neutral clause beside it
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """One piece of text to score: an article chunk (topic None) or a topic's sentence/clause."""
+
+    text_index: int
+    route: str
+    text: str
+    weight: float
+    topic: str | None = None
+    group: int | None = None  # clauses cut from one sentence share a group
+
+
 @dataclass(frozen=True)
 class TopicResult:
     name: str
@@ -50,7 +65,7 @@ class TopicResult:
     label: str
     keywords: tuple[str, ...] = ()
     similarity: float | None = None
-    basis: str = "article"  # "article" or "mentions": where the topic's sentiment came from
+    basis: str = "article"  # "article", "mentions" or "rival": where the topic's sentiment came from
 
 
 @dataclass(frozen=True)
@@ -166,7 +181,7 @@ class Classifier:
 
             matcher = TopicMatcher(
                 topics,
-                SentenceEncoder(),
+                SentenceEncoder(precision=config.precision),
                 topic_threshold=config.topic_threshold,
                 similarity_threshold=config.similarity_threshold,
             )
@@ -230,9 +245,7 @@ class Classifier:
         if self.topics is not None:
             matches = self.topics.match([p[0] for p in prepared], [p[1] for p in prepared], titles)
 
-        # Units to score: (text index, route, segment, weight, key); key None = the article,
-        # else a topic name.
-        units: list[tuple[int, str, str, float, str | None]] = []
+        units: list[_Unit] = []
         chunk_counts = [0] * len(texts)
         for i, (cleaned, lang, _truncated) in enumerate(prepared):
             if not cleaned:
@@ -246,18 +259,23 @@ class Classifier:
                 )
                 chunks = chunks[:MAX_CHUNKS]
             chunk_counts[i] = len(chunks)
-            units.extend((i, route, chunk, max(1.0, _weighted_length(chunk)), None) for chunk in chunks)
+            units.extend(_Unit(i, route, chunk, max(1.0, _weighted_length(chunk))) for chunk in chunks)
             if self.topics is not None and len(matches[i]) > 1:
                 names = [match.name for match in matches[i]]
-                for name, segments in self._topic_segments(cleaned, names).items():
-                    units.extend((i, route, segment, 1.0, name) for segment in segments)
+                units.extend(
+                    _Unit(i, route, segment, 1.0, topic, group)
+                    for topic, segment, group in self._topic_segments(cleaned, names)
+                )
 
         probabilities = self._predict(units)
+        by_text: dict[int, list[tuple[_Unit, np.ndarray]]] = {}
+        for unit, probs in zip(units, probabilities, strict=True):
+            by_text.setdefault(unit.text_index, []).append((unit, probs))
         results: list[ScoredText] = []
         for i, (cleaned, lang, truncated) in enumerate(prepared):
-            own = [(p, u[3]) for p, u in zip(probabilities, units, strict=True) if u[0] == i and u[4] is None]
-            route = self._route(lang)
-            backend = self.backends[route]
+            scored = by_text.get(i, [])
+            own = [(probs, unit.weight) for unit, probs in scored if unit.topic is None]
+            backend = self.backends[self._route(lang)]
             if not own:
                 article = np.array([0.0, 1.0, 0.0], dtype=np.float32)
                 confidence = 0.0
@@ -267,10 +285,8 @@ class Classifier:
                 confidence = float(article.max())
             topic_results = []
             for match in matches[i]:
-                mine = [
-                    p for p, u in zip(probabilities, units, strict=True) if u[0] == i and u[4] == match.name
-                ]
-                probs = np.mean(mine, axis=0) if mine else article
+                probs, basis = self._topic_probabilities(match.name, scored)
+                probs = article if probs is None else probs
                 topic_results.append(
                     TopicResult(
                         name=match.name,
@@ -279,7 +295,7 @@ class Classifier:
                         label=label_of(probs),
                         keywords=match.keywords,
                         similarity=match.similarity,
-                        basis="mentions" if mine else "article",
+                        basis=basis,
                     )
                 )
             results.append(
@@ -299,13 +315,13 @@ class Classifier:
             )
         return results
 
-    def _predict(self, units: list[tuple[int, str, str, float, str | None]]) -> list[np.ndarray]:
+    def _predict(self, units: list[_Unit]) -> list[np.ndarray]:
         out: list[np.ndarray] = [np.zeros(3, dtype=np.float32)] * len(units)
         for route, backend in self.backends.items():
-            index = [k for k, unit in enumerate(units) if unit[1] == route]
+            index = [k for k, unit in enumerate(units) if unit.route == route]
             for start in range(0, len(index), self.batch_size * 8):
                 part = index[start : start + self.batch_size * 8]
-                probs = np.asarray(backend.predict_proba([units[k][2] for k in part]), dtype=np.float32)
+                probs = np.asarray(backend.predict_proba([units[k].text for k in part]), dtype=np.float32)
                 if probs.shape != (len(part), 3):
                     raise ModelError(
                         f"backend {backend.name!r} returned shape {probs.shape}, expected ({len(part)}, 3)"
@@ -314,24 +330,51 @@ class Classifier:
                     out[k] = probs[row]
         return out
 
-    def _topic_segments(self, text: str, names: list[str]) -> dict[str, list[str]]:
-        """For each topic named in the text, the sentences (or clauses, when a sentence names several
-        topics) that name it; topics found only by similarity get none and use the article's score."""
+    def _topic_segments(self, text: str, names: list[str]) -> list[tuple[str, str, int | None]]:
+        """(topic, segment, group) for each topic named in the text: the sentences that name it, or the
+        clauses when one sentence names several topics (those clauses share a group number). Topics found
+        only by similarity get none and use the article's score."""
         assert self.topics is not None
         wanted = set(names)
-        segments: dict[str, list[str]] = {}
-        for sentence in split_sentences(text):
+        segments: list[tuple[str, str, int | None]] = []
+        for number, sentence in enumerate(split_sentences(text)):
             named = self.topics.mentions(sentence) & wanted
-            if not named:
-                continue
             if len(named) == 1:
-                segments.setdefault(next(iter(named)), []).append(sentence)
-                continue
-            clauses = _clauses(sentence)
-            for name in named:
-                own = [c for c in clauses if self.topics.mentions(c) & wanted == {name}]
-                segments.setdefault(name, []).extend(own or [sentence])
+                segments.append((next(iter(named)), sentence, None))
+            elif named:
+                clauses = _clauses(sentence)
+                for name in sorted(named):
+                    own = [c for c in clauses if self.topics.mentions(c) & wanted == {name}]
+                    segments.extend((name, clause, number) for clause in own or [sentence])
         return segments
+
+    def _topic_probabilities(
+        self, topic: str, scored: list[tuple[_Unit, np.ndarray]]
+    ) -> tuple[np.ndarray | None, str]:
+        """A topic's probabilities from its own segments; a neutral clause next to a rival's clearly
+        positive or negative one takes the mirror image, at half weight ("Nvidia slides as TPUs win")."""
+        assert self.topics is not None
+        rivals = self.topics.rivals.get(topic, set())
+        mine = [(unit, probs) for unit, probs in scored if unit.topic == topic]
+        if not mine:
+            return None, "article"
+        basis = "mentions"
+        adjusted = []
+        for unit, probs in mine:
+            if unit.group is not None and rivals and label_of(probs) == "neutral":
+                rival = [
+                    p
+                    for u, p in scored
+                    if u.group == unit.group
+                    and u.topic in rivals
+                    and max(p[NEGATIVE], p[POSITIVE]) >= RIVAL_POLAR
+                ]
+                if rival:
+                    mirrored = np.mean(rival, axis=0)[::-1]  # negative <-> positive
+                    probs = 0.5 * probs + 0.5 * mirrored
+                    basis = "rival"
+            adjusted.append(probs)
+        return np.mean(adjusted, axis=0), basis
 
     # -- pipeline -------------------------------------------------------------------------------------------
     def score_articles(self, target: Any, events: Sequence[ArticleCollected]) -> list[ArticleScored]:
@@ -420,7 +463,9 @@ def load_sentiment_backend(spec: str, config: ModelConfig) -> SentimentBackend:
         )
     from monitor.classify.hf import load_backend
 
-    return load_backend(spec, max_length=config.max_length, batch_size=config.batch_size)
+    return load_backend(
+        spec, max_length=config.max_length, batch_size=config.batch_size, precision=config.precision
+    )
 
 
 def _load_multilingual(config: ModelConfig) -> SentimentBackend | None:

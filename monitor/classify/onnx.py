@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,9 @@ def export_int8(model: Any, tokenizer: Any, target: Path) -> None:
         plain = Path(work) / "model.onnx"
         quantized = Path(work) / "model.int8.onnx"
         try:
-            with torch.inference_mode():
+            # The TorchScript exporter is deprecated but needs no extra packages; its warnings are noise here.
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 torch.onnx.export(
                     model,
                     tuple(sample[key] for key in names),
@@ -116,7 +119,9 @@ def export_int8(model: Any, tokenizer: Any, target: Path) -> None:
             raise ModelError(
                 f"the ONNX backend needs the onnx package: pip install 'aichip-monitor[onnx]' ({exc})"
             ) from None
-        quantize_dynamic(str(plain), str(quantized), weight_type=QuantType.QInt8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(plain), str(quantized), weight_type=QuantType.QInt8)
         os.replace(quantized, target)
 
 

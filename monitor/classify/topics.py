@@ -55,10 +55,13 @@ class SentenceEncoder:
 
     name = "all-MiniLM-L6-v2"
 
-    def __init__(self, max_length: int = 128, batch_size: int = 64) -> None:
+    def __init__(self, max_length: int = 128, batch_size: int = 32, precision: str = "auto") -> None:
         from transformers import AutoModel, AutoTokenizer
 
+        from monitor.classify.hf import resolve_precision
         from monitor.classify.shipped import base_model_path
+
+        self.precision = resolve_precision(precision)
 
         path = str(base_model_path())
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -71,7 +74,8 @@ class SentenceEncoder:
 
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with torch.inference_mode():
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        with torch.inference_mode(), autocast:
             for start in range(0, len(order), self.batch_size):
                 index = order[start : start + self.batch_size]
                 batch = self.tokenizer(
@@ -81,7 +85,7 @@ class SentenceEncoder:
                     max_length=self.max_length,
                     return_tensors="pt",
                 )
-                hidden = self.model(**batch).last_hidden_state
+                hidden = self.model(**batch).last_hidden_state.float()
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out[index] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
@@ -119,6 +123,13 @@ class TopicMatcher:
         self.similarity_threshold = similarity_threshold
         self.encoder = encoder
         self.topics: list[_Topic] = []
+        # Rivalry is mutual: naming it on either topic is enough.
+        self.rivals: dict[str, set[str]] = {name: set() for name in topics}
+        for name, config in topics.items():
+            for rival in config.rivals:
+                if rival in self.rivals and rival != name:
+                    self.rivals[name].add(rival)
+                    self.rivals[rival].add(name)
         for name, config in topics.items():
             patterns = [_compile(keyword) for keyword in config.keywords if keyword.strip()]
             topic = _Topic(name=name, patterns=patterns)

@@ -17,6 +17,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 from sqlmodel import Session
 
 from monitor.store.tables import Article, ArticleScore, ArticleTopic, Feed
@@ -278,17 +280,24 @@ def _from(flt: ArticleFilter, topic: sa.Alias | None) -> sa.FromClause:
     return source
 
 
-def _filtered(query: sa.Select, flt: ArticleFilter, topic: sa.Alias | None) -> sa.Select:
-    if flt.since is not None:
-        query = query.where(_A.c.happened_at >= flt.since)
-    if flt.until is not None:
-        query = query.where(_A.c.happened_at < flt.until)
+def _unindexed(column: sa.ColumnElement) -> sa.ColumnElement:
+    """SQLite's unary `+`: the same value, but the term can no longer select an index."""
+    return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
+
+
+def _filtered(
+    query: sa.Select, flt: ArticleFilter, topic: sa.Alias | None, *, time_index: bool = True
+) -> sa.Select:
+    time_columns = [_A.c.happened_at]
     if topic is not None:
         # The topic row carries a copy of happened_at: lets the planner use (topic, happened_at).
+        time_columns.append(topic.c.happened_at)
+    for column in time_columns:
+        column = column if time_index else _unindexed(column)
         if flt.since is not None:
-            query = query.where(topic.c.happened_at >= flt.since)
+            query = query.where(column >= flt.since)
         if flt.until is not None:
-            query = query.where(topic.c.happened_at < flt.until)
+            query = query.where(column < flt.until)
     if flt.topics and topic is None:
         query = query.where(sa.exists().where(_T.c.article_id == _A.c.id, _T.c.topic.in_(list(flt.topics))))
     if flt.feeds:
@@ -318,13 +327,40 @@ def _order(flt: ArticleFilter, topic: sa.Alias | None) -> list:
     # Unscored articles last; a topic's sentiment is never NULL, and without the CASE the
     # (topic, sentiment) index can deliver the order.
     nulls_last = [sa.case((score.is_(None), 1), else_=0)] if topic is None else []
+    # With a topic, order by the topic row's copies (same values) so (topic, happened_at) gives the order.
+    happened = topic.c.happened_at if topic is not None else _A.c.happened_at
+    ident = topic.c.article_id if topic is not None else _A.c.id
     if flt.sort == "oldest":
-        return [_A.c.happened_at.asc(), _A.c.id.asc()]
+        return [happened.asc(), ident.asc()]
     if flt.sort == "most_negative":
-        return [*nulls_last, score.asc(), _A.c.happened_at.desc(), _A.c.id.desc()]
+        return [*nulls_last, score.asc(), happened.desc(), ident.desc()]
     if flt.sort == "most_positive":
-        return [*nulls_last, score.desc(), _A.c.happened_at.desc(), _A.c.id.desc()]
-    return [_A.c.happened_at.desc(), _A.c.id.desc()]
+        return [*nulls_last, score.desc(), happened.desc(), ident.desc()]
+    return [happened.desc(), ident.desc()]
+
+
+# SQLite: from this many topic rows in the range on, walking (topic, sentiment) in order and skipping rows
+# outside the range beats sorting the range (SQLite's planner cannot tell; PostgreSQL's can).
+_SENTIMENT_INDEX_FROM = 2000
+
+
+def _walk_sentiment_index(connection: Connection, flt: ArticleFilter, topic: sa.Alias | None) -> bool:
+    """SQLite only: should the query walk (topic, sentiment) rather than sort the whole time range?"""
+    if (
+        connection.dialect.name != "sqlite"
+        or topic is None
+        or flt.sort not in ("most_negative", "most_positive")
+        or flt.since is None
+    ):
+        return False
+    count = (
+        sa.select(sa.func.count())
+        .select_from(_T)
+        .where(_T.c.topic == flt.single_topic, _T.c.happened_at >= flt.since)
+    )
+    if flt.until is not None:
+        count = count.where(_T.c.happened_at < flt.until)
+    return connection.execute(count).scalar_one() >= _SENTIMENT_INDEX_FROM
 
 
 def list_articles(engine: Engine | Connection, flt: ArticleFilter) -> list[ArticleRow]:
@@ -354,11 +390,14 @@ def list_articles(engine: Engine | Connection, flt: ArticleFilter) -> list[Artic
             topic.c.sentiment.label("t_sentiment"),
             topic.c.label.label("t_label"),
         ]
-    query = _filtered(sa.select(*columns).select_from(_from(flt, topic)), flt, topic)
-    query = query.order_by(*_order(flt, topic)).limit(max(0, flt.limit)).offset(max(0, flt.offset))
     own = isinstance(engine, Engine)
     connection = engine.connect() if own else engine
     try:
+        time_index = not _walk_sentiment_index(connection, flt, topic)
+        query = _filtered(
+            sa.select(*columns).select_from(_from(flt, topic)), flt, topic, time_index=time_index
+        )
+        query = query.order_by(*_order(flt, topic)).limit(max(0, flt.limit)).offset(max(0, flt.offset))
         rows = connection.execute(query).all()
         topics = _topics(connection, [row.id for row in rows])
     finally:

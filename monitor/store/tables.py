@@ -128,7 +128,8 @@ class TopicRollup(SQLModel, table=True):
     __tablename__ = "topic_rollup"
 
     topic: str = Field(max_length=64, primary_key=True)
-    bucket_start: datetime = Field(sa_column=sa.Column(UTCDateTime(), primary_key=True))  # UTC, 15-min aligned
+    # The cell's start: UTC, aligned to 15 minutes.
+    bucket_start: datetime = Field(sa_column=sa.Column(UTCDateTime(), primary_key=True))
     articles: int = 0
     sentiment_sum: float = 0.0
     negative: int = 0

@@ -126,10 +126,11 @@
       root.appendChild(svg("text", { class: "axis tick", x: tx, y: H - 8, "text-anchor": "middle" }, tick.label));
     }
 
-    // alert bands: from fired (or started) to resolved (or the end of the range)
+    // alert bands: from firing to resolution (or the end of the range); pending-only episodes get none
     const alertsGroup = svg("g", { class: "alerts" });
     for (const e of episodes) {
-      const start = Date.parse(e.fired_at || e.started_at);
+      if (!e.fired_at) continue;
+      const start = Date.parse(e.fired_at);
       const end = e.resolved_at ? Date.parse(e.resolved_at) : tMax;
       if (end < tMin || start > tMax) continue;
       const g = svg("g", {
@@ -233,9 +234,11 @@
     if (alerts.items.length) {
       const list = el("ul", { class: "alerts-list" });
       for (const e of alerts.items) {
-        list.appendChild(el("li", { class: "alert-item", "data-state": e.state },
-          `⚠ ${e.rule}: ${e.state} since ${fmtTime(e.fired_at || e.started_at, true)}` +
-          (e.resolved_at ? `, resolved ${fmtTime(e.resolved_at, true)}` : "")));
+        const since = fmtTime(e.fired_at || e.started_at, true);
+        const text = e.resolved_at
+          ? `${e.rule}: fired ${since}, resolved ${fmtTime(e.resolved_at, true)}`
+          : `${e.rule}: ${e.state} since ${since}`;
+        list.appendChild(el("li", { class: "alert-item", "data-state": e.state }, "⚠ " + text));
       }
       card.appendChild(list);
     }
@@ -259,6 +262,7 @@
       }
       const selected = state.topics.filter((t) => !$("topic").value || t.name === $("topic").value);
       container.replaceChildren();
+      container.classList.toggle("single", selected.length === 1);
       for (const topic of selected) await renderTopic(container, topic, range, bucket);
       $("auth").hidden = true;
       setStatus("");
