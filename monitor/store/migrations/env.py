@@ -1,9 +1,9 @@
 """Alembic environment: runs on the connection (or engine) handed over by monitor.store.migrate."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
 import monitor.store.tables  # noqa: F401  (registers the tables on the metadata)
-from sqlmodel import SQLModel
 
 config = context.config
 target_metadata = SQLModel.metadata
