@@ -96,36 +96,13 @@ class Pipeline:
         Their feed reports them as unchanged on the next poll, so nothing else would ever score them.
         `min_age` skips articles collected more recently (a concurrent pass may still be scoring them).
         """
-        from monitor.store.scores import articles_to_rescore
+        from monitor.classify.rescore import rescore_stored
         from monitor.timeutil import utcnow
 
         before = utcnow() - min_age if min_age else None
-        done, after_id = 0, 0
-        while done < limit:
-            page = articles_to_rescore(
-                self.engine,
-                only_missing=True,
-                collected_before=before,
-                after_id=after_id,
-                limit=min(256, limit),
-            )
-            if not page:
-                break
-            events = [
-                ArticleCollected(
-                    article_id=a.article_id,
-                    feed="",
-                    title=a.title,
-                    summary=a.summary,
-                    url=None,
-                    language=a.language,
-                    published_at=a.published_at,
-                    is_update=False,
-                )
-                for a in page
-            ]
-            done += len(self.score(events))
-            after_id = page[-1].article_id
+        done = rescore_stored(
+            self.classifier, self.engine, only_missing=True, collected_before=before, limit=limit
+        )
         if done:
             log.info("scored articles a previous run left unscored", extra={"articles": done})
         return done

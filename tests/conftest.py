@@ -32,7 +32,7 @@ def _server_url(database: str) -> str:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str | None]:
-    """Yield a function-free handle: the admin URL when PostgreSQL answers, else None."""
+    """The admin URL when PostgreSQL answers, else None (each test makes its own database)."""
     engine = sa.create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
@@ -43,11 +43,7 @@ def pg_server() -> Iterator[str | None]:
             pytest.fail(f"PostgreSQL is required (MONITOR_REQUIRE_POSTGRES=1) but unreachable: {exc}")
         yield None
         return
-    created: list[str] = []
     yield PG_SERVER_URL
-    with engine.connect() as connection:
-        for name in created:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
 
 

@@ -119,37 +119,26 @@ def rescore_command(
     app: App, since: str | None, until: str | None, only_missing: bool, batch_size: int
 ) -> None:
     """Re-score stored articles with the configured model (after a model change); topics too."""
-    from monitor.events import ArticleCollected
-    from monitor.store import scores as store
+    from monitor.classify.rescore import rescore_stored
 
     start, end = time_range(since, until)
     engine = app.engine()
     classifier = _load_classifier(app.settings)
-    done, after_id, started = 0, 0, time.monotonic()
-    while True:
-        page = store.articles_to_rescore(
-            engine, since=start, until=end, only_missing=only_missing, after_id=after_id, limit=batch_size
-        )
-        if not page:
-            break
-        events = [
-            ArticleCollected(
-                article_id=a.article_id,
-                feed="",
-                title=a.title,
-                summary=a.summary,
-                url=None,
-                language=a.language,
-                published_at=a.published_at,
-                is_update=True,
-            )
-            for a in page
-        ]
-        done += len(classifier.score_articles(engine, events))
-        after_id = page[-1].article_id
-        click.echo(
-            f"rescored {done} articles ({done / max(1e-9, time.monotonic() - started):.0f}/s)", err=True
-        )
+    started = time.monotonic()
+
+    def progress(done: int) -> None:
+        rate = done / max(1e-9, time.monotonic() - started)
+        click.echo(f"rescored {done} articles ({rate:.0f}/s)", err=True)
+
+    done = rescore_stored(
+        classifier,
+        engine,
+        since=start,
+        until=end,
+        only_missing=only_missing,
+        batch_size=batch_size,
+        on_page=progress,
+    )
     models = ", ".join(f"{b['name']} {b['version']}" for b in classifier.describe()["models"].values())
     click.echo(f"rescored {done} articles with {models}")
 

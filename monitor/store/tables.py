@@ -201,13 +201,3 @@ class Notification(SQLModel, table=True):
     # in bot mode the next attempt first looks for the message's marker in the channel.
     outcome_unknown: bool = False
     delivered_via: str | None = Field(default=None, max_length=16)  # bot | webhook | console
-
-
-class Lease(SQLModel, table=True):
-    """A named lease for leader election between replicas (see monitor/store/leases.py)."""
-
-    __tablename__ = "leases"
-
-    name: str = Field(max_length=64, primary_key=True)
-    holder: str = Field(max_length=200)
-    expires_at: datetime = Field(sa_column=_ts(nullable=False))

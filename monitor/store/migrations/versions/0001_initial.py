@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:34:30.660699
+Create Date: 2026-11-25 22:41:12.354206
 """
 
 from collections.abc import Sequence
@@ -80,12 +80,6 @@ def upgrade() -> None:
     sa.Column('created_at', monitor.store.tables.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
-    )
-    op.create_table('leases',
-    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('holder', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('expires_at', monitor.store.tables.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('name')
     )
     op.create_table('topic_rollup',
     sa.Column('topic', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -195,7 +189,6 @@ def downgrade() -> None:
 
     op.drop_table('articles')
     op.drop_table('topic_rollup')
-    op.drop_table('leases')
     op.drop_table('feeds')
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_alerts_state'))
