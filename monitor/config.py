@@ -174,6 +174,21 @@ class SlackConfig(_Strict):
     webhook_url: SecretStr | None = None
     api_url: str | None = None  # base URL of the Slack Web API, e.g. http://127.0.0.1:9999/api/
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_is_http(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message names the problem, never the URL: a webhook URL is a secret.
+        if value is not None and urlparse(value.get_secret_value()).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL (https://hooks.slack.com/services/...)")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value
+
     @property
     def mode(self) -> Literal["bot", "webhook", "console"]:
         if self.bot_token and self.channel:

@@ -95,3 +95,13 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml", environ={})
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(write(tmp_path, "feeds: [\n"), environ={})
+
+
+def test_slack_urls_are_checked_without_echoing_the_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, "database_url: sqlite:///a.db\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"SLACK_WEBHOOK_URL": "hooks.slack.com/services/T1/B2/sekrit"})
+    assert "slack.webhook_url" in str(info.value)
+    assert "sekrit" not in str(info.value)
+    with pytest.raises(ConfigError, match="slack.api_url"):
+        load_config(path, environ={"SLACK_API_URL": "ftp://127.0.0.1/api/"})

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from alerthelp import add_article
 from conftest import make_settings
+from pydantic import SecretStr
 from slackserver import DEFAULT_TOKEN, SlackServer
 from sqlmodel import Session
 
@@ -456,6 +457,25 @@ def test_webhook_permanent_error_fails(
     row = notes(engine)[0]
     assert row.status == "failed" and "404" in row.last_error and "no_service" in row.last_error
     assert "/services/T/B/gone" not in row.last_error
+
+
+def test_malformed_webhook_url_is_not_stored_in_the_error(
+    engine: sa.engine.Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret_url = "hooks.slack.com/services/T0/B0/notherealsecret42"  # no scheme: urllib names the URL
+    settings = make_settings(tmp_path, alerts=[RULE])
+    # The config now rejects such a URL at load; bypass that check to prove delivery never stores it either.
+    slack = settings.slack.model_copy(update={"webhook_url": SecretStr(secret_url)})
+    settings = settings.model_copy(update={"slack": slack})
+    now = utcnow()
+    fire(engine, settings, now)
+    caplog.set_level(logging.DEBUG)
+    assert Deliverer(settings, engine).deliver_due(now).retried == 1
+    [row] = notes(engine)
+    assert row.status == "pending" and "ValueError" in row.last_error
+    assert "notherealsecret42" not in row.last_error
+    formatted = "\n".join(TextFormatter().format(record) for record in caplog.records)
+    assert "notherealsecret42" not in formatted
 
 
 def test_console_mode_logs_and_marks_delivered(

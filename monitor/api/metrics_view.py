@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.engine import Engine
 
 from monitor import metrics
-from monitor.store.tables import Alert, Feed, Notification
+from monitor.store import alerts as alert_store
+from monitor.store import feeds as feed_store
+from monitor.store import outbox as outbox_store
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +43,9 @@ class DatabaseCollector:
         up = GaugeMetricFamily("monitor_database_up", "1 when the database answered this scrape.")
         try:
             with self.engine.connect() as connection:
-                by_state = dict(
-                    connection.execute(
-                        sa.select(Alert.__table__.c.state, sa.func.count()).group_by(Alert.__table__.c.state)
-                    ).all()
-                )
-                by_status = dict(
-                    connection.execute(
-                        sa.select(Notification.__table__.c.status, sa.func.count()).group_by(
-                            Notification.__table__.c.status
-                        )
-                    ).all()
-                )
-                last_success = connection.execute(
-                    sa.select(Feed.__table__.c.name, Feed.__table__.c.last_success_at).where(
-                        Feed.__table__.c.last_success_at.is_not(None)
-                    )
-                ).all()
+                by_state = alert_store.count_by_state(connection)
+                by_status = outbox_store.count_by_status(connection)
+                last_success = feed_store.last_successes(connection)
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB is down
             log.warning("metrics: database unavailable", extra={"error": str(exc).splitlines()[0][:200]})
             up.add_metric([], 0)

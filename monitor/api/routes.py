@@ -9,16 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from monitor.params import ParamError, check_score_range, check_search, check_topics, time_range
 from monitor.store import alerts as alert_store
+from monitor.store import feeds as feed_store
 from monitor.store.articles import SORTS, ArticleFilter, list_articles
 from monitor.store.history import BUCKETS, history
-from monitor.store.tables import Alert, Feed
 from monitor.timeutil import isoformat
 
 router = APIRouter()
@@ -162,8 +161,7 @@ def alerts(
     if rule is not None:
         # Configured rules, and rules that left the configuration but have stored history.
         known = {r.name for r in request.app.state.settings.alerts}
-        with request.app.state.engine.connect() as connection:
-            known |= set(connection.execute(sa.select(Alert.__table__.c.rule).distinct()).scalars())
+        known |= alert_store.rule_names(request.app.state.engine)
         if rule not in known:
             raise ParamError("rule", f"unknown rule {rule!r} (known: {', '.join(sorted(known)) or 'none'})")
     with Session(request.app.state.engine) as session:
@@ -281,8 +279,7 @@ def articles(
     feeds = [part.strip() for value in (feed or []) for part in value.split(",") if part.strip()]
     engine = request.app.state.engine
     if feeds:
-        with engine.connect() as connection:
-            known = set(connection.execute(sa.select(Feed.__table__.c.name)).scalars())
+        known = {state.name for state in feed_store.list_feeds(engine)}
         known |= {f.name for f in request.app.state.settings.feeds}
         unknown = [name for name in feeds if name not in known]
         if unknown:

@@ -55,7 +55,7 @@ class App:
 
 
 def handle_errors(func: Callable) -> Callable:
-    """Turn expected failures (config, database, bad values) into one clear line and exit code 2."""
+    """Turn expected failures (config, database) into one clear line and exit code 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

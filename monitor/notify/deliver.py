@@ -24,7 +24,7 @@ from sqlmodel import Session
 
 from monitor import metrics
 from monitor.config import Settings
-from monitor.logs import register_secret
+from monitor.logs import redact, register_secret
 from monitor.notify.transports import Job, Parent, SendError, Transport, make_transport
 from monitor.store import outbox
 from monitor.store.tables import Notification
@@ -148,9 +148,10 @@ class Deliverer:
     ) -> str:
         assert row.id is not None
         metrics.record_notification(self.transport.name, row.kind, ok=False, reason=exc.category)
+        reason = redact(exc.reason)  # stored and shown by `monitor alerts`: e.g. a malformed webhook URL
         max_attempts = self.settings.notify.max_attempts
         if not exc.transient or row.attempts >= max_attempts:
-            why = exc.reason if not exc.transient else f"gave up after {row.attempts} attempts: {exc.reason}"
+            why = reason if not exc.transient else f"gave up after {row.attempts} attempts: {reason}"
             outbox.mark_failed(self.engine, row.id, error=why, now=now)
             report.failed += 1
             log.error("notification failed", extra={**context, "reason": why})
@@ -159,14 +160,14 @@ class Deliverer:
         outbox.mark_retry(
             self.engine,
             row.id,
-            error=exc.reason,
+            error=reason,
             next_attempt_at=now + timedelta(seconds=delay),
             outcome_unknown=exc.unknown or row.outcome_unknown,
         )
         report.retried += 1
         log.warning(
             "notification attempt failed; will retry",
-            extra={**context, "reason": exc.reason, "retry_in_s": round(delay, 2)},
+            extra={**context, "reason": reason, "retry_in_s": round(delay, 2)},
         )
         return "rate_limited" if exc.retry_after is not None else "retry"
 

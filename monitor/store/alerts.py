@@ -92,6 +92,18 @@ def all_alerts(session: Session) -> list[Alert]:
     return list(session.execute(sa.select(Alert).order_by(Alert.rule, Alert.topic)).scalars())
 
 
+def rule_names(engine: Engine) -> set[str]:
+    """Rules with stored alerts (also rules that have since left the configuration)."""
+    with engine.connect() as connection:
+        return set(connection.execute(sa.select(Alert.__table__.c.rule).distinct()).scalars())
+
+
+def count_by_state(connection: sa.Connection) -> dict[str, int]:
+    """Alert identities per current state (the `/metrics` gauge)."""
+    c = Alert.__table__.c
+    return dict(connection.execute(sa.select(c.state, sa.func.count()).group_by(c.state)).all())
+
+
 def set_message(session: Session, fp: str, fired_event_id: int, channel: str | None, ts: str | None) -> None:
     """Remember the Slack message of an episode on the alert, if that episode is still the current one."""
     table = Alert.__table__

@@ -91,6 +91,12 @@ def list_feeds(engine: Engine) -> list[FeedState]:
     return [_state(row) for row in rows]
 
 
+def last_successes(connection: sa.Connection) -> list[tuple[str, datetime]]:
+    """(feed name, last successful poll) for every feed that ever succeeded (the `/metrics` gauge)."""
+    query = sa.select(_FEEDS.c.name, _FEEDS.c.last_success_at).where(_FEEDS.c.last_success_at.is_not(None))
+    return [(name, at) for name, at in connection.execute(query).all()]
+
+
 def ensure_feeds(engine: Engine, feeds: Sequence[tuple[str, str]], now: datetime) -> dict[str, FeedState]:
     """Create missing rows for (name, url) pairs and reset feeds whose configured URL changed."""
     wanted = dict(feeds)

@@ -197,6 +197,12 @@ def requeue_failed(engine: Engine, now: datetime) -> int:
         ).rowcount
 
 
+def count_by_status(connection: sa.Connection) -> dict[str, int]:
+    """Outbox rows per status (the `/metrics` gauge)."""
+    c = Notification.__table__.c
+    return dict(connection.execute(sa.select(c.status, sa.func.count()).group_by(c.status)).all())
+
+
 def list_notifications(engine: Engine, status: str | None = None) -> list[Notification]:
     with Session(engine, expire_on_commit=False) as session:
         query = sa.select(Notification).order_by(Notification.id)
