@@ -48,7 +48,10 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, str):
         match = _DURATION_RE.match(value)
         if match:
-            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+            try:
+                return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+            except OverflowError:
+                raise ValueError(f"duration too large: {value!r}") from None
     raise ValueError(f"not a duration: {value!r} (expected a number with a unit, e.g. 90s, 10m, 6h, 7d, 2w)")
 
 

@@ -39,6 +39,8 @@ def parse_when(value: str | datetime, *, param: str, now: datetime | None = None
         return now - parse_duration(text)
     except ValueError:
         pass
+    except OverflowError:
+        raise ParamError(param, f"{text!r} reaches too far back") from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -47,7 +49,10 @@ def parse_when(value: str | datetime, *, param: str, now: datetime | None = None
             f"{text!r} is neither a duration (e.g. 24h, 7d) nor an ISO 8601 date/time "
             "(e.g. 2025-11-24T09:00Z)",
         ) from None
-    return as_utc(parsed)
+    try:
+        return as_utc(parsed)
+    except OverflowError:
+        raise ParamError(param, f"{text!r} is out of range") from None
 
 
 def time_range(
@@ -66,7 +71,8 @@ def time_range(
     if start is not None and start > now + FUTURE_SLACK:
         raise ParamError(names[0], f"{_show(since)} is in the future")
     if start is not None and end <= start:
-        raise ParamError(names[1], f"must be after {names[0]} ({_show(until)} is not after {_show(since)})")
+        shown_until = _show(until) if until not in (None, "") else "now"
+        raise ParamError(names[1], f"must be after {names[0]} ({shown_until} is not after {_show(since)})")
     return start, end
 
 

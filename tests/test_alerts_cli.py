@@ -99,6 +99,9 @@ def test_rules_test_replays_history_and_sends_nothing(tmp_path: Path) -> None:
     assert [(r["rule"], r["event"]) for r in rows] == [("tpu-up", "fired"), ("tpu-up", "resolved")]
     bad = CliRunner().invoke(cli, ["--config", str(config), "rules", "test", "--rule", "nope"])
     assert bad.exit_code == 2 and "unknown rule(s): nope" in bad.output
+    # A start so early that the window before it reaches past year 1: a usage error, not a traceback.
+    early = CliRunner().invoke(cli, ["--config", str(config), "rules", "test", "--since", "0001-01-01"])
+    assert early.exit_code == 2 and "too far back" in early.output
 
 
 def test_rules_list(tmp_path: Path) -> None:

@@ -189,6 +189,10 @@ def test_cli_history_table_csv_and_tz(app_env, tmp_path) -> None:  # noqa: ANN00
         (["--tz", "Berlin"], "--tz"),
         (["--since", "400d", "--bucket", "15m"], "--bucket"),
         (["--since", "7d; DROP TABLE articles"], "--since"),
+        (["--since", "100000000d"], "too far back"),
+        (["--since", "99999999999d"], "--since"),
+        (["--since", "0001-01-01T00:00+01:00"], "out of range"),
+        (["--since", "0s"], "now is not after"),
     ],
 )
 def test_cli_history_bad_input_is_a_clear_error(sqlite_engine, tmp_path, args, needle) -> None:  # noqa: ANN001
@@ -289,6 +293,9 @@ def test_alerts_history(app_env) -> None:  # noqa: ANN001
         ("/api/sentiment", {"tz": "Mars/Base"}, "tz"),
         ("/api/sentiment", {"topic": "amd"}, "topic"),
         ("/api/sentiment", {"since": "365d", "bucket": "15m"}, "bucket"),
+        ("/api/sentiment", {"since": "100000000d"}, "since"),
+        ("/api/sentiment", {"since": "99999999999d"}, "since"),
+        ("/api/articles", {"since": "9999-12-31T23:59-01:00"}, "since"),
         ("/api/articles", {"limit": "5000"}, "limit"),
         ("/api/articles", {"limit": "ten"}, "limit"),
         ("/api/articles", {"offset": "-1"}, "offset"),
@@ -500,3 +507,12 @@ def test_most_negative_and_positive_over_large_ranges(engine) -> None:  # noqa: 
             ArticleFilter(topics=("nvidia",), since=since, until=until, sort=sort, limit=10, offset=10),
         )
         assert {a.title for a in page2}.isdisjoint({a.title for a in got})
+
+
+def test_articles_empty_since_keeps_the_24h_default(sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    client = TestClient(create_app(make_settings(tmp_path), sqlite_engine))
+    body = client.get("/api/articles", params={"since": ""}).json()
+    span = datetime.fromisoformat(body["until"].replace("Z", "+00:00")) - datetime.fromisoformat(
+        body["since"].replace("Z", "+00:00")
+    )
+    assert span == timedelta(hours=24)

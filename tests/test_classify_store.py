@@ -195,3 +195,13 @@ def test_cli_rescore(config_file: Path, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["--config", str(config_file), "rescore", "--since", "soon"])
     assert result.exit_code == 2 and "--since" in result.output
     engine.dispose()
+
+
+def test_cli_score_undecodable_input_scores_instead_of_crashing(config_file: Path) -> None:
+    # Invalid UTF-8 in argv arrives as surrogate escapes; the tokenizer rejects surrogates.
+    result = CliRunner().invoke(
+        cli, ["--config", str(config_file), "score", "--format", "json", "\udcff Nvidia falls", "a \ud800 b"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [item["text"] for item in data] == ["\ufffd Nvidia falls", "a ? b"]

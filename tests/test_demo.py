@@ -104,3 +104,28 @@ def test_demo_command_reports_a_busy_port(tmp_path) -> None:  # noqa: ANN001
         result = CliRunner().invoke(cli, ["demo", "--db", str(tmp_path / "d.db"), "--port", str(port)])
     assert result.exit_code == 2
     assert "--port" in result.output and "Traceback" not in result.output
+
+
+def test_demo_refuses_to_replace_a_file_that_is_not_its_database(tmp_path) -> None:  # noqa: ANN001
+    import sqlite3
+
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["demo", "--no-serve", "--db", str(precious)])
+    assert result.exit_code == 1 and "not a demo database" in result.output
+    assert precious.read_text(encoding="utf-8") == "keep me"
+
+    real = tmp_path / "monitor.db"  # the monitor's own database, with a real feed
+    with sqlite3.connect(real) as conn:
+        conn.execute("CREATE TABLE feeds (url TEXT)")
+        conn.execute("INSERT INTO feeds VALUES ('https://news.example.com/rss')")
+    with pytest.raises(Exception, match="not a demo database"):
+        fresh_sqlite(real)
+    assert real.exists()
+
+    previous = tmp_path / "demo.db"  # an earlier demo run is replaced
+    with sqlite3.connect(previous) as conn:
+        conn.execute("CREATE TABLE feeds (url TEXT)")
+        conn.execute("INSERT INTO feeds VALUES ('http://127.0.0.1:4321/chip-wire.xml')")
+    assert fresh_sqlite(previous) == f"sqlite:///{previous}"
+    assert not previous.exists()

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 
 from monitor.store.db import session_scope
@@ -26,3 +27,18 @@ def test_sqlite_uses_wal(sqlite_engine: sa.engine.Engine) -> None:
     with sqlite_engine.connect() as connection:
         assert connection.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(sa.text("PRAGMA busy_timeout")).scalar() >= 5000
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("sqlite:////proc/nope/x.db", "cannot create the folder"),
+        ("mysql://user@host/db", "unsupported database URL"),
+        ("foo://x", "unsupported database URL"),
+    ],
+)
+def test_unusable_database_urls_are_clear_errors(url: str, needle: str) -> None:
+    from monitor.store.db import DatabaseError, create_db_engine
+
+    with pytest.raises(DatabaseError, match=needle):
+        create_db_engine(url)

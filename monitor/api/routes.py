@@ -273,7 +273,7 @@ def articles(
 ) -> dict[str, Any]:
     names = [part for value in (topic or []) for part in value.split(",") if part.strip()]
     selected = check_topics(names, list(request.app.state.settings.topics)) if names else []
-    start, end = time_range(since, until)
+    start, end = time_range(since, until, default_since="24h")  # `since=` (empty) keeps the 24h default
     check_score_range(min_score, max_score)
     text = check_search(search)
     feeds = [part.strip() for value in (feed or []) for part in value.split(",") if part.strip()]

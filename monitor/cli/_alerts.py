@@ -159,7 +159,10 @@ def rules_test(
     start, end = time_range(since, until)
     assert start is not None
     end = end or utcnow()
-    events = replay(settings, app.engine(), start, end, list(rule_names) or None)
+    try:
+        events = replay(settings, app.engine(), start, end, list(rule_names) or None)
+    except OverflowError:  # a window or baseline before `since` reaches before year 1
+        raise click.BadParameter(f"{since!r} reaches too far back", param_hint="--since") from None
     shown = [e for e in events if all_events or e.kind in ("fired", "reminder", "resolved")]
     emit([e.as_row() for e in shown], output_format, REPLAY_COLUMNS)
     if output_format == "table":

@@ -50,9 +50,22 @@ def _load_classifier(settings: Settings):  # noqa: ANN202
     return _LOADED[key]
 
 
+def _valid_unicode(text: str) -> str:
+    """Undecodable input (surrogates) becomes U+FFFD or "?": the tokenizer rejects surrogates."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _read_texts(texts: tuple[str, ...]) -> list[str]:
+    texts = tuple(_valid_unicode(text) for text in texts)
     if texts == ("-",):
-        lines = [line.rstrip("\r\n") for line in sys.stdin]
+        lines = [_valid_unicode(line.rstrip("\r\n")) for line in sys.stdin]
         items = [line for line in lines if line.strip()]
         if not items:
             raise click.UsageError("no text on standard input (one text per line expected)")

@@ -78,13 +78,18 @@ def parse_time(value: str, *, now: datetime | None = None, name: str = "--since"
         return now - parse_duration(value)
     except ValueError:
         pass
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} reaches too far back", param_hint=name) from None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(
             f"{value!r} is neither a duration (e.g. 24h, 7d) nor an ISO 8601 date/time", param_hint=name
         ) from None
-    return as_utc(parsed)
+    try:
+        return as_utc(parsed)
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} is out of range", param_hint=name) from None
 
 
 def since_option(default: str | None) -> Callable:

@@ -46,11 +46,15 @@ def demo_command(db_path: Path, host: str, port: int, serve: bool) -> None:
     setup_logging(os.environ.get("MONITOR_LOG_LEVEL", "WARNING"), "text")
     if serve:
         _check_port_free(host, port)
-    database_url = fresh_sqlite(db_path)
-    overrides = {"http": {"host": host, "port": port}}
     from monitor.classify.backend import ModelError
     from monitor.config import ConfigError
     from monitor.store.db import DatabaseError
+
+    try:
+        database_url = fresh_sqlite(db_path)
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
+    overrides = {"http": {"host": host, "port": port}}
 
     with DemoFeedServer() as server:
         click.echo(

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +26,7 @@ from sqlmodel import Session
 from monitor.config import Settings
 from monitor.demo.server import DemoFeedServer
 from monitor.store import alerts as alert_store
-from monitor.store.db import create_db_engine
+from monitor.store.db import DatabaseError, create_db_engine
 from monitor.store.migrate import upgrade
 from monitor.store.tables import Article
 from monitor.timeutil import as_utc, utcnow
@@ -57,9 +59,36 @@ class DemoReport:
     seconds: float = 0.0
 
 
+def _demo_owned(path: Path) -> bool:
+    """True when `path` is absent, empty, or an SQLite database whose feeds are all demo feeds (127.0.0.1)."""
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return True
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        if handle.read(16) != b"SQLite format 3\x00":
+            return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            urls = [row[0] for row in conn.execute("SELECT url FROM feeds")]
+    except sqlite3.Error:
+        return False
+    return all(url.startswith("http://127.0.0.1:") for url in urls)
+
+
 def fresh_sqlite(path: Path) -> str:
-    """Remove a previous demo database (and its WAL files) and return the new URL."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Remove a previous demo database (and its WAL files) and return the new URL.
+
+    Anything else at `path` (another file, the monitor's own database) is refused, never deleted.
+    """
+    if not _demo_owned(path):
+        raise DatabaseError(
+            f"{path} exists and is not a demo database; refusing to replace it (choose another --db)"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the folder of {path}: {exc.strerror or exc}") from None
     for suffix in ("", "-wal", "-shm", ".leader"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     return f"sqlite:///{path}"

@@ -47,13 +47,21 @@ def create_db_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create the folder of the SQLite database {safe_url(url)}: {exc.strerror or exc}"
+                ) from None
         engine = sa.create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    try:
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    except (ImportError, sa.exc.ArgumentError) as exc:  # unknown dialect or driver not installed
+        raise DatabaseError(f"unsupported database URL {safe_url(url)}: {exc}") from None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001

@@ -64,6 +64,7 @@ def head_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> str | None:
     """Bring the schema to the latest revision. Safe when several replicas start at once."""
+    before = current_revision(engine)
     config = alembic_config(engine)
     if engine.dialect.name == "postgresql":
         # Two replicas upgrading at once: the second waits here, then finds nothing to do.
@@ -83,5 +84,9 @@ def upgrade(engine: Engine) -> str | None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     revision = current_revision(engine)
-    log.info("database schema at revision %s", revision, extra={"revision": revision})
+    # Only a real change is news; every command upgrades on start.
+    level = logging.INFO if revision != before else logging.DEBUG
+    log.log(
+        level, "database schema at revision %s", revision, extra={"revision": revision, "previous": before}
+    )
     return revision
