@@ -30,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from train_sentiment import read_split  # noqa: E402  (models/ is the script folder)
+
 from monitor.classify.backend import LABELS  # noqa: E402
 from monitor.classify.multilingual import (  # noqa: E402
     DEFAULT_DIR,
@@ -43,25 +45,14 @@ from monitor.classify.multilingual import (  # noqa: E402
 )
 from monitor.classify.text import clean_text  # noqa: E402
 
-DATASET_TO_MODEL = {0: 0, 1: 2, 2: 1}  # bearish -> negative, bullish -> positive, neutral -> neutral
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "twitter-financial-news-sentiment"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aichip-monitor" / "e5"
 L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 NAME, VERSION = "aichip-sentiment-multilingual", "1.0.0"
 
 
-def read_dataset(path: Path) -> tuple[list[str], list[int], int]:
-    """The shared twitter-financial-news split: (cleaned texts, model labels, rows dropped as empty)."""
-    texts, labels, dropped = [], [], 0
-    with path.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            text = clean_text(row["text"])
-            if not text:
-                dropped += 1
-                continue
-            texts.append(text)
-            labels.append(DATASET_TO_MODEL[int(row["label"])])
-    return texts, labels, dropped
+# The shared data set is read exactly as the English model reads it (same cleaning, same label map).
+read_dataset = read_split
 
 
 def read_named(path: Path) -> tuple[list[str], list[int]]:
