@@ -155,6 +155,8 @@ class ModelConfig(_Strict):
     threads: int | None = Field(default=None, ge=1)
     topic_threshold: float = Field(default=0.5, ge=0, le=1)
     similarity_threshold: float = Field(default=0.45, ge=-1, le=1)
+    # the same for text routed to the multilingual model (multilingual-e5-small cosines sit higher)
+    multilingual_similarity_threshold: float = Field(default=0.83, ge=-1, le=1)
     onnx_cache: str | None = None  # folder of the `backend: onnx` export; default ~/.cache/aichip-monitor
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # torch: auto = bf16 on CPUs with native bf16
 

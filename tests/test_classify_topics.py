@@ -82,6 +82,11 @@ def test_relevance_mappings_are_bounded() -> None:
     assert similarity_relevance(0.45, 0.45) == pytest.approx(0.5)
     assert similarity_relevance(1.0, 0.45) == pytest.approx(1.0)
     assert 0 < similarity_relevance(0.2, 0.45) < 0.5
+    # multilingual-e5 cosines sit high: relevance starts at a floor
+    assert similarity_relevance(0.75, 0.83, 0.75) == 0
+    assert similarity_relevance(0.83, 0.83, 0.75) == pytest.approx(0.5)
+    assert similarity_relevance(1.0, 0.83, 0.75) == pytest.approx(1.0)
+    assert 0 < similarity_relevance(0.8, 0.83, 0.75) < 0.5
     assert keyword_relevance(0, True) == 0
     assert keyword_relevance(10, True) == 1.0
 

