@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from monitor.classify.backend import ModelError
+from monitor.classify.text import length_batches
 
 log = logging.getLogger(__name__)
 
@@ -272,11 +273,9 @@ class TorchE5:
         torch = self._torch
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         encoded = [self.token_ids(text, prefix) for text in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # little padding per batch
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with self._lock, torch.inference_mode(), autocast:
-            for start in range(0, len(order), batch_size):
-                index = order[start : start + batch_size]
+            for index in length_batches([len(ids) for ids in encoded], batch_size):
                 width = max(len(encoded[i]) for i in index)
                 ids = np.zeros((len(index), width), dtype=np.int64)
                 mask = np.zeros((len(index), width), dtype=np.int64)

@@ -21,6 +21,7 @@ import numpy as np
 
 from monitor.classify.backend import ModelError, label_columns, to_label_order
 from monitor.classify.shipped import DEFAULT_MODEL_DIR, ShippedModelError, is_shipped_dir, load_shipped
+from monitor.classify.text import length_batches
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +97,10 @@ class TransformersBackend:
 
         if not texts:
             return np.zeros((0, 3), dtype=np.float32)
-        # Batches of similar length waste less compute on padding.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), len(self.columns)), dtype=np.float32)
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode(), autocast:
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
+            for index in length_batches([len(t) for t in texts], self.batch_size):
                 batch = self.tokenizer(
                     [texts[i] for i in index],
                     padding=True,

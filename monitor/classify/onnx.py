@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from monitor.classify.backend import ModelError, label_columns, to_label_order
+from monitor.classify.text import length_batches
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,8 @@ class OnnxBackend:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 3), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), len(self.columns)), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
+        for index in length_batches([len(t) for t in texts], self.batch_size):
             batch = self.tokenizer(
                 [texts[i] for i in index],
                 padding=True,

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from monitor.classify.text import length_batches
 from monitor.config import TopicConfig
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,9 @@ class SentenceEncoder:
         import torch
 
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode(), autocast:
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
+            for index in length_batches([len(t) for t in texts], self.batch_size):
                 batch = self.tokenizer(
                     [texts[i] for i in index],
                     padding=True,

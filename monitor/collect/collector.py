@@ -68,6 +68,27 @@ class FeedResult:
     def succeeded(self) -> bool:
         return self.status in ("ok", "not_modified", "malformed")
 
+    @classmethod
+    def failure(
+        cls,
+        feed: str,
+        started: float,
+        error: str,
+        reason: str,
+        http_status: int | None = None,
+        url: str | None = None,
+    ) -> FeedResult:
+        """An `error` result; `started` is the poll's time.monotonic() start."""
+        return cls(
+            feed=feed,
+            status="error",
+            http_status=http_status,
+            error=error,
+            reason=reason,
+            url=url,
+            duration=time.monotonic() - started,
+        )
+
 
 class Collector:
     """Polls feeds into the article store. Thread-safe; one shared HTTP client."""
@@ -144,13 +165,7 @@ class Collector:
                     log.warning("could not record the failure of feed", extra={"feed": feed.name})
             metrics.record_poll(feed.name, "error", time.monotonic() - started)
             metrics.record_fetch_error(feed.name, "internal")
-            return FeedResult(
-                feed=feed.name,
-                status="error",
-                error=message,
-                reason="internal",
-                duration=time.monotonic() - started,
-            )
+            return FeedResult.failure(feed.name, started, message, "internal")
 
     def _poll(
         self, feed: FeedConfig, state: feed_store.FeedState, now: datetime, started: float
@@ -159,14 +174,7 @@ class Collector:
             response = self.fetcher.fetch(state.fetch_url, etag=state.etag, last_modified=state.last_modified)
         except FetchError as exc:
             if exc.reason == "cancelled":  # shutting down: not the feed's fault, nothing to record
-                return FeedResult(
-                    feed=feed.name,
-                    status="error",
-                    error=str(exc),
-                    reason="cancelled",
-                    url=exc.url,
-                    duration=time.monotonic() - started,
-                )
+                return FeedResult.failure(feed.name, started, str(exc), "cancelled", url=exc.url)
             return self._failed(
                 feed, state, now, started, exc.reason, str(exc), exc.http_status, exc.retry_after, url=exc.url
             )
@@ -355,34 +363,16 @@ class Collector:
             response = self.fetcher.fetch(feed.url)
             parsed = parse_feed(response.body, response.content_type, response.url)
         except FetchError as exc:
-            return FeedResult(
-                feed=feed.name,
-                status="error",
-                http_status=exc.http_status,
-                error=str(exc),
-                reason=exc.reason,
-                url=exc.url,
-                duration=time.monotonic() - started,
+            return FeedResult.failure(
+                feed.name, started, str(exc), exc.reason, http_status=exc.http_status, url=exc.url
             )
         except ParseError as exc:
-            return FeedResult(
-                feed=feed.name,
-                status="error",
-                http_status=response.status,
-                error=str(exc),
-                reason=exc.reason,
-                url=response.url,
-                duration=time.monotonic() - started,
+            return FeedResult.failure(
+                feed.name, started, str(exc), exc.reason, http_status=response.status, url=response.url
             )
         except Exception as exc:  # noqa: BLE001
             log.exception("feed check failed unexpectedly", extra={"feed": feed.name})
-            return FeedResult(
-                feed=feed.name,
-                status="error",
-                error=f"internal error: {exc}",
-                reason="internal",
-                duration=time.monotonic() - started,
-            )
+            return FeedResult.failure(feed.name, started, f"internal error: {exc}", "internal")
         inputs, result = self._entries(feed, parsed, response, now)
         result.status = "malformed" if parsed.problem else "ok"
         result.error = parsed.problem
