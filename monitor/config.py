@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
@@ -32,7 +33,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class ConfigError(Exception):
-    """A configuration problem, with a message that names the file and the key."""
+    """A configuration problem, with a message that names the file and the key (or the variable)."""
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -77,7 +78,9 @@ class FeedConfig(_Strict):
     url: str
     every: PositiveDuration = timedelta(minutes=10)
     language: str | None = None  # a hint; detection still runs per article
-    topics: list[str] = Field(default_factory=list)  # optional hint of what the feed is about
+    # What the feed is about, for people reading the config (OPML import fills it from folder names); must
+    # name configured topics. The classifier does not read it: it finds the topics in each article's text.
+    topics: list[str] = Field(default_factory=list)
     enabled: bool = True
 
     @field_validator("url")
@@ -90,10 +93,14 @@ class FeedConfig(_Strict):
 
 
 class TopicConfig(_Strict):
+    """A topic: its aliases (`keywords`, both scripts) and a one-line description, which the model reads."""
+
     keywords: list[str] = Field(min_length=1)
     description: str = ""
-    examples: list[str] = Field(default_factory=list)
-    # Competing topics: "Nvidia slides as Google's TPUs win Meta" is good news for TPUs (README, Model).
+    examples: list[str] = Field(
+        default_factory=list
+    )  # for people reading the config; the model does not use them
+    # Accepted so that older configs load; ignored: the model reads rivalry itself (README, Model).
     rivals: list[str] = Field(default_factory=list)
 
 
@@ -146,22 +153,53 @@ class ModelConfig(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    sentiment: str = "default"  # "default", a local path or a Hugging Face model id
-    multilingual: str | None = "default-multilingual"  # model for non-English text; None = use `sentiment`
+    sentiment: str = "default"  # "default" (the project's multilingual model), a local path or a hub id
+    multilingual: str | None = (
+        None  # a second model for languages outside route_languages; None = `sentiment`
+    )
     route_languages: list[str] = Field(default_factory=lambda: ["en"])  # languages `sentiment` handles
     backend: Literal["torch", "onnx"] = "torch"
     batch_size: int = Field(default=32, ge=1, le=1024)
     max_length: int = Field(default=128, ge=16, le=512)
     threads: int | None = Field(default=None, ge=1)
+    # P(about) the model must give a topic named by an alias (below it, "bubble tea" is not AI-bubble talk)
     topic_threshold: float = Field(default=0.5, ge=0, le=1)
-    similarity_threshold: float = Field(default=0.45, ge=-1, le=1)
-    # the same for text routed to the multilingual model (multilingual-e5-small cosines sit higher)
-    multilingual_similarity_threshold: float = Field(default=0.83, ge=-1, le=1)
+    # P(about) that adds a topic no alias names; 1 = never (the measured precision is in models/README.md)
+    topic_add_threshold: float = Field(default=1.0, ge=0, le=1)
     onnx_cache: str | None = None  # folder of the `backend: onnx` export; default ~/.cache/aichip-monitor
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # torch: auto = bf16 on CPUs with native bf16
 
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        """Keys of the similarity-based topic matcher and the old multilingual head: accepted, ignored."""
+        if isinstance(data, dict):
+            data = dict(data)
+            data.pop("similarity_threshold", None)
+            data.pop("multilingual_similarity_threshold", None)
+            if data.get("multilingual") == "default-multilingual":
+                data["multilingual"] = None  # the default model reads every language
+        return data
+
+
+def _network(value: Any) -> IPv4Network | IPv6Network:
+    """A network in CIDR form (`10.0.0.0/8`) or one address (`169.254.170.2`): a typo fails at start,
+    not silently at the first fetch."""
+    if isinstance(value, IPv4Network | IPv6Network):
+        return value
+    try:
+        return ip_network(str(value).strip())
+    except ValueError as exc:
+        raise ValueError(f"not an IP network: {value!r} ({exc}; e.g. 10.0.0.0/8 or 169.254.170.2)") from None
+
+
+Network = Annotated[IPv4Network | IPv6Network, BeforeValidator(_network)]
+
 
 class CollectConfig(_Strict):
+    """How feeds are fetched. Where they may point (`allow_private`, `deny_networks`, `allow_networks`) is the
+    SSRF policy of monitor/collect/fetch.py: a feed URL or a redirect must not reach cloud metadata."""
+
     connect_timeout: PositiveDuration = timedelta(seconds=5)
     read_timeout: PositiveDuration = timedelta(seconds=20)
     total_timeout: PositiveDuration = timedelta(seconds=60)
@@ -171,6 +209,11 @@ class CollectConfig(_Strict):
     max_backoff: PositiveDuration = timedelta(hours=6)
     concurrency: int = Field(default=8, ge=1, le=64)
     jitter: Duration = timedelta(seconds=30)
+    # Link-local and cloud-metadata addresses and this monitor's own HTTP port are always refused;
+    # loopback and private ranges only when allow_private is false. allow_networks wins over every refusal.
+    allow_private: bool = True
+    deny_networks: list[Network] = Field(default_factory=list)
+    allow_networks: list[Network] = Field(default_factory=list)
 
 
 class SlackConfig(_Strict):
@@ -219,6 +262,21 @@ class HttpConfig(_Strict):
     port: int = Field(default=8000, ge=0, le=65535)
     api_token: SecretStr | None = None
     public_url: str | None = None  # used in Slack messages to link to the dashboard
+    # /metrics names feeds and counts firing alerts: true puts it behind the API token (Prometheus then
+    # sends it, e.g. `authorization: {credentials: ...}` in its scrape config).
+    metrics_require_token: bool = False
+    # /api/* queries running at once (the rest wait up to `query_wait`, then 503): rule evaluation and
+    # collection share the process's CPU with them.
+    max_concurrent_queries: int = Field(default=2, ge=1, le=64)
+    query_wait: PositiveDuration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _metrics_token(self) -> HttpConfig:
+        if self.metrics_require_token and self.api_token is None:
+            raise ValueError(
+                "metrics_require_token is true but no API token is set (http.api_token or MONITOR_API_TOKEN)"
+            )
+        return self
 
 
 class RetentionConfig(_Strict):
@@ -272,7 +330,16 @@ class Settings(_Strict):
             if rule.topic not in self.topics:
                 known = ", ".join(sorted(self.topics)) or "none configured"
                 raise ValueError(f"alerts.{index}.topic: unknown topic {rule.topic!r} (known: {known})")
+        self._feed_topics_known()
         return self
+
+    def _feed_topics_known(self) -> None:
+        """A feed's `topics` must name configured topics: a typo there would otherwise pass unnoticed."""
+        for index, feed in enumerate(self.feeds):
+            for topic in feed.topics:
+                if topic not in self.topics:
+                    known = ", ".join(sorted(self.topics)) or "none configured"
+                    raise ValueError(f"feeds.{index}.topics: unknown topic {topic!r} (known: {known})")
 
     def feed(self, name: str) -> FeedConfig:
         for feed in self.feeds:
@@ -301,7 +368,9 @@ def default_config_path() -> Path:
     return Path(os.environ.get("MONITOR_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
-def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[tuple[str, ...], str]:
+    """Set the overridden keys in `data`; returns which variable set which key, so errors can name it."""
+    applied: dict[tuple[str, ...], str] = {}
     for variable, path in ENV_OVERRIDES.items():
         value = environ.get(variable)
         if value is None or value == "":
@@ -310,16 +379,72 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
         for key in path[:-1]:
             target = target.setdefault(key, {}) if isinstance(target.get(key, {}), dict) else {}
         target[path[-1]] = value
-    return data
+        applied[path] = variable
+    return applied
 
 
-def _format_errors(path: Path, error: ValidationError) -> str:
-    lines = [f"invalid configuration in {path}:"]
+def _error_line(item: Any, from_env: dict[tuple[str, ...], str]) -> tuple[str, bool]:
+    """One validation error as `  key: problem`, and whether an environment variable caused it.
+
+    The value is never repeated: some variables hold secrets (tokens, webhook URLs)."""
+    loc = tuple(str(part) for part in item["loc"])
+    message = item["msg"].removeprefix("Value error, ")
+    key = ".".join(loc)
+    variable = next((var for path, var in from_env.items() if loc[: len(path)] == path), None)
+    if variable:
+        return f"  environment variable {variable} (sets {key}): {message}", True
+    return (f"  {key}: {message}" if key else f"  {message}"), False
+
+
+def _format_errors(path: Path, error: ValidationError, from_env: dict[tuple[str, ...], str]) -> str:
+    """All problems, the header saying whether the file, the environment or both are at fault."""
+    lines: list[str] = []
+    sources: set[bool] = set()
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+        line, env = _error_line(item, from_env)
+        lines.append(line)
+        sources.add(env)
+    where = {
+        frozenset({True}): "invalid configuration in the environment:",
+        frozenset({False}): f"invalid configuration in {path}:",
+    }.get(frozenset(sources), f"invalid configuration in {path} and the environment:")
+    return "\n".join([where, *lines])
+
+
+class _DuplicateKey(Exception):
+    """A mapping gives the same key twice (PyYAML would keep the last value without a word)."""
+
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {line} (first at line {first})")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping.
+
+    Checked before merge keys (`<<: *base`) are expanded: a mapping may override what it merges in."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in first:
+                    raise _DuplicateKey(key, line, first[key])
+                first[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, path: Path | str) -> Any:
+    """Parse a YAML config text strictly (safe types, no duplicate keys); ConfigError names `path`."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"invalid configuration in {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {path}: {exc}") from None
 
 
 def load_config(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -332,14 +457,11 @@ def load_config(path: Path | str | None = None, environ: dict[str, str] | None =
         raise ConfigError(f"configuration file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML in {path}: {exc}") from None
+    data = load_yaml(text, path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"invalid configuration in {path}: the top level must be a mapping")
-    data = _apply_env(data, environ)
+    from_env = _apply_env(data, environ)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(path, exc)) from None
+        raise ConfigError(_format_errors(path, exc, from_env)) from None

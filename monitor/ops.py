@@ -5,6 +5,8 @@
 - `wait_for_database`: a database that is unreachable at start (PostgreSQL still starting, a network blip) is
   retried with exponential backoff and logged each time, while the HTTP server already answers /healthz and
   reports the reason on /readyz; the wait ends early on shutdown (SIGTERM).
+- `check_database`: the scheduler's `database-check` job while the process runs: a schema dropped under it is
+  upgraded again, and a database that answers reads but refuses writes fails the job, which /readyz reports.
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine, make_url
 
-from monitor.store.db import DatabaseError, check_connection
-from monitor.store.migrate import upgrade
+from monitor.store.db import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    DatabaseError,
+    check_connection,
+    check_writable,
+    error_reason,
+)
+from monitor.store.migrate import ensure_schema, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +106,7 @@ def wait_for_database(
         except DatabaseError as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - e.g. the database went away between check and upgrade
-            text = str(exc).strip()
-            error = f"database error: {text.splitlines()[0] if text else type(exc).__name__}"
+            error = f"database error: {error_reason(exc)}"
         else:
             if on_attempt is not None:
                 on_attempt(attempt, None)
@@ -113,3 +120,11 @@ def wait_for_database(
             break
         delay = min(max_delay, delay * 2)
     return False
+
+
+def check_database(engine: Engine, *, write_timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
+    """Raise DatabaseError unless the schema is at this version's head (upgrading a missing one first) and a
+    write transaction can start within `write_timeout` (the busy timeout every real write waits)."""
+    check_connection(engine)
+    ensure_schema(engine)
+    check_writable(engine, timeout=write_timeout)

@@ -12,7 +12,8 @@ runs `run_pass` once; `monitor run` schedules the same methods (monitor/schedule
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -90,21 +91,32 @@ class Pipeline:
     def deliver(self, now: datetime | None = None, wait: float = 0.0):  # noqa: ANN201
         return self.deliverer.deliver_due(now=now, wait=wait)
 
-    def score_missing(self, limit: int = 1000, min_age: timedelta | None = None) -> int:
+    def score_missing(
+        self,
+        limit: int | None = 1000,
+        min_age: timedelta | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> int:
         """Score stored articles that have no score yet (a pass killed between storing and scoring).
 
         Their feed reports them as unchanged on the next poll, so nothing else would ever score them.
+        `limit=None` scores all of them, page by page (the start-up recovery, before rules see the data).
         `min_age` skips articles collected more recently (a concurrent pass may still be scoring them).
+        `stop` ends the run between pages (shutdown). Logs how many and how long: the recovery time.
         """
         from monitor.classify.rescore import rescore_stored
         from monitor.timeutil import utcnow
 
+        started = time.monotonic()
         before = utcnow() - min_age if min_age else None
         done = rescore_stored(
-            self.classifier, self.engine, only_missing=True, collected_before=before, limit=limit
+            self.classifier, self.engine, only_missing=True, collected_before=before, limit=limit, stop=stop
         )
         if done:
-            log.info("scored articles a previous run left unscored", extra={"articles": done})
+            log.info(
+                "scored articles a previous run left unscored",
+                extra={"articles": done, "seconds": round(time.monotonic() - started, 2)},
+            )
         return done
 
     # ------------------------------------------------------------------ a whole pass
@@ -121,7 +133,7 @@ class Pipeline:
         """`monitor collect`: every (or the named) feed now, then rules and delivery."""
         feeds = [self.settings.feed(name) for name in feed_names] if feed_names else self.settings.feeds
         report = PassReport()
-        resumed = self.score_missing()
+        resumed = self.score_missing(limit=None)  # all of them: the rules below must see a complete picture
         results = self.collector.collect_many([f for f in feeds if f.enabled or feed_names])
         events = [event for result in results for event in result.events]
         report.feeds = results

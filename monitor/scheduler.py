@@ -6,11 +6,18 @@ Jobs:
 - `evaluate`     rule evaluation every `settings.evaluate_every` (also closes windows when no news arrives).
 - `deliver`      outbox delivery every `settings.notify.deliver_every`.
 - `retention`    article retention every `settings.retention.every` (when retention is configured).
-- `score-missing` articles stored but never scored (a killed run), soon after start, then every 10 min.
+- `recover`      once at start and after a takeover: scores *all* articles a killed run stored but never
+                 scored, at full speed, page by page. Until it is done, feed polls and rule evaluation
+                 are skipped (rules must not fire on a partial picture); then both are made due at once.
+- `score-missing` stragglers (stored but unscored, 5 minutes old), every 10 min after start.
 - `heartbeat`    every 30 s: proves to /healthz that the scheduler still runs jobs.
+- `database-check` every 15 s on every replica: upgrades a schema dropped under the process, fails while
+                 writes cannot start (a locked SQLite file, a read-only PostgreSQL).
+
+Each system job's outcome goes to the RuntimeStatus: /readyz reports a job whose latest run failed.
 
 Leader election: every job except the heartbeat first asks `is_leader()` and returns at once when this
-replica is a standby. `on_leadership(True)` makes feed jobs due soon after a takeover.
+replica is a standby. `on_leadership(True)` recovers, then makes feed jobs due soon after a takeover.
 
 Executors: feed jobs get their own thread pool with a worker per feed, so one feed hanging until its
 total deadline never delays another feed; rule evaluation, delivery and the heartbeat run in a separate
@@ -21,9 +28,11 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -31,13 +40,16 @@ from sqlalchemy.engine import Engine
 
 from monitor import metrics
 from monitor.config import FeedConfig, Settings
+from monitor.ops import check_database
 from monitor.status import RuntimeStatus
 from monitor.store import feeds as feed_store
+from monitor.store.db import DatabaseError, error_reason
 from monitor.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = timedelta(seconds=30)
+DATABASE_CHECK_EVERY = timedelta(seconds=15)
 MAX_FEED_WORKERS = 64
 
 
@@ -63,12 +75,16 @@ class MonitorScheduler:
         self.status = status
         self.is_leader: Callable[[], bool] = is_leader or (lambda: True)
         self.feeds: dict[str, FeedConfig] = {feed.name: feed for feed in settings.feeds if feed.enabled}
+        self.recovering = threading.Event()  # set from start (or a takeover) until the backlog is scored
+        self._held: set[str] = set()  # feeds whose poll was skipped while recovering: due once it is done
+        self._held_lock = threading.Lock()
+        self._stopping = threading.Event()
         feed_workers = min(MAX_FEED_WORKERS, max(2, len(self.feeds) + 1))
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
                 "feeds": ThreadPoolExecutor(max_workers=feed_workers),
-                "system": ThreadPoolExecutor(max_workers=4),
+                "system": ThreadPoolExecutor(max_workers=5),
             },
             job_defaults={
                 # coalesce: after a pause (suspend, busy pool) run a missed job once, not once per missed
@@ -89,12 +105,14 @@ class MonitorScheduler:
             self._add_feed_job(feed, self._first_run(feed, states.get(name), now))
         self.add_periodic("evaluate", self._evaluate, self.settings.evaluate_every)
         self.add_periodic("deliver", self._deliver, self.settings.notify.deliver_every)
-        # Articles a killed run stored but never scored (on start and after a takeover, then now and then).
+        # Stragglers only: the backlog a killed run left is scored by `recover`, before anything else.
         # Recent ones are left to the feed job that is scoring them right now.
-        self.add_periodic("score-missing", self._score_missing, timedelta(minutes=10), first_delay=5.0)
+        self.add_periodic("score-missing", self._score_missing, timedelta(minutes=10))
         if self.settings.retention.articles is not None:
             self.add_periodic("retention", self._retention, self.settings.retention.every, first_delay=60.0)
         self.add_periodic("heartbeat", self._heartbeat, HEARTBEAT_EVERY, leader_only=False, first_delay=0.0)
+        self.add_periodic("database-check", self._check_database, DATABASE_CHECK_EVERY, leader_only=False)
+        self._schedule_recovery()
         self.scheduler.start()
         if self.status is not None:
             self.status.mark_scheduler(True)
@@ -104,6 +122,7 @@ class MonitorScheduler:
 
     def shutdown(self) -> None:
         """Stop scheduling at once; jobs already running finish (or are cancelled by the caller)."""
+        self._stopping.set()  # a recovery in progress ends after its current page
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.status is not None:
@@ -133,8 +152,11 @@ class MonitorScheduler:
                 return
             try:
                 func()
-            except Exception:  # noqa: BLE001 - log and keep the schedule; the next run retries
+            except Exception as exc:  # noqa: BLE001 - log and keep the schedule; the next run retries
                 log.exception("scheduled job failed", extra={"job": job_id})
+                self._record(job_id, exc)
+            else:
+                self._record(job_id, None)
 
         delay = seconds if first_delay is None else first_delay
         self.scheduler.add_job(
@@ -182,6 +204,11 @@ class MonitorScheduler:
         feed = self.feeds.get(name)
         if feed is None:
             return
+        with self._held_lock:
+            if self.recovering.is_set():  # `recover` makes this poll due again once the backlog is scored
+                self._held.add(name)
+                log.debug("poll held until the unscored backlog is scored", extra={"feed": name})
+                return
         try:
             state = feed_store.get_feed(self.engine, name)
             now = utcnow()
@@ -197,13 +224,33 @@ class MonitorScheduler:
         except Exception:  # noqa: BLE001 - the feed's own failures are results; this is a bug or a DB outage
             log.exception("feed job failed", extra={"feed": name})
 
+    def _record(self, job_id: str, error: Exception | None) -> None:
+        if self.status is None:
+            return
+        if error is None:
+            self.status.record_job(job_id, None)
+            return
+        from_database = isinstance(error, sa.exc.DBAPIError | DatabaseError)
+        self.status.record_job(job_id, error_reason(error), database=from_database)
+
+    def _check_database(self) -> None:
+        """Schema at head (upgraded again when it went missing) and writes possible; see monitor.ops."""
+        started = utcnow()
+        check_database(self.engine)
+        if self.status is not None:
+            self.status.database_recovered(since=started)
+
     def _evaluate(self) -> None:
+        if self.recovering.is_set():  # rules on a partly scored window would fire on a partial picture
+            return
         self.pipeline.evaluate()
 
     def _deliver(self) -> None:
         self.pipeline.deliver()
 
     def _score_missing(self) -> None:
+        if self.recovering.is_set():  # `recover` is scoring them all right now
+            return
         self.pipeline.score_missing(min_age=timedelta(minutes=5))
 
     def _retention(self) -> None:
@@ -215,24 +262,72 @@ class MonitorScheduler:
         if self.status is not None:
             self.status.heartbeat()
 
+    # ------------------------------------------------------------------ crash recovery
+
+    def _schedule_recovery(self, *, takeover: bool = False) -> None:
+        """Hold feed polls and rules, and run `recover` now (at start and on a takeover). On a takeover
+        every feed is made due afterwards: a standby's polls were not held, they were simply skipped."""
+        with self._held_lock:
+            self.recovering.set()
+            if takeover:
+                self._held = set(self.feeds)
+        self.scheduler.add_job(
+            self._recover,
+            id="recover",
+            name="recover",
+            executor="system",
+            next_run_time=utcnow(),
+            misfire_grace_time=None,  # however late it starts, it must run: polls and rules wait for it
+            replace_existing=True,
+        )
+
+    def _recover(self) -> None:
+        """Score the whole unscored backlog a killed run left, then let feed polls and rules go.
+
+        A standby does nothing (the leader recovers; `on_leadership` schedules this again on a takeover).
+        A failure is logged and does not hold the monitor: the `score-missing` job retries the rest."""
+        if not self.is_leader():
+            return
+        try:
+            self.pipeline.score_missing(limit=None, stop=self._stop_recovery)
+        except Exception:  # noqa: BLE001 - never hold polls and rules forever
+            log.exception("scoring the unscored backlog failed; score-missing retries it every 10 minutes")
+        if self._stop_recovery():
+            return  # shutting down, or another replica leads now and recovers itself
+        with self._held_lock:
+            self.recovering.clear()
+            held, self._held = self._held, set()
+        self._make_due(held, utcnow())
+
+    def _stop_recovery(self) -> bool:
+        return self._stopping.is_set() or not self.is_leader()
+
+    def _make_due(self, feeds: set[str], now: datetime) -> None:
+        """The held feed polls soon (respecting stored backoff and rhythm), rules at once."""
+        states = {state.name: state for state in feed_store.list_feeds(self.engine)}
+        for name in sorted(feeds & set(self.feeds)):
+            job = self.scheduler.get_job(f"feed:{name}")
+            if job is not None:
+                job.modify(next_run_time=self._first_run(self.feeds[name], states.get(name), now))
+        job = self.scheduler.get_job("evaluate")
+        if job is not None:
+            job.modify(next_run_time=now)
+
     # ------------------------------------------------------------------ leader election
 
     def on_leadership(self, leader: bool) -> None:
-        """Called when this replica becomes (or stops being) the leader. On a takeover, feed jobs are
-        made due soon (respecting stored backoff) instead of waiting out a whole interval."""
+        """Called when this replica becomes (or stops being) the leader. On a takeover the backlog the old
+        leader left unscored is scored first; then feed jobs are made due soon (respecting stored backoff)
+        instead of waiting out a whole interval, and rules are evaluated."""
         if not leader or not self.scheduler.running:
             return
-        now = utcnow()
-        states = {state.name: state for state in feed_store.list_feeds(self.engine)}
-        for name, feed in self.feeds.items():
-            job = self.scheduler.get_job(f"feed:{name}")
-            if job is not None:
-                job.modify(next_run_time=self._first_run(feed, states.get(name), now))
-        for job_id in ("evaluate", "deliver", "score-missing"):
-            job = self.scheduler.get_job(job_id)
-            if job is not None:
-                job.modify(next_run_time=now + timedelta(seconds=1))
-        log.info("leadership gained: feed jobs rescheduled", extra={"feeds": len(self.feeds)})
+        self._schedule_recovery(takeover=True)
+        job = self.scheduler.get_job("deliver")
+        if job is not None:
+            job.modify(next_run_time=utcnow() + timedelta(seconds=1))
+        log.info(
+            "leadership gained: recovering, then feed jobs rescheduled", extra={"feeds": len(self.feeds)}
+        )
 
     def job_ids(self) -> list[str]:
         return sorted(job.id for job in self.scheduler.get_jobs())

@@ -1,8 +1,12 @@
 """Runtime status of the running process, read by `/healthz` and `/readyz`.
 
 `monitor run` creates one `RuntimeStatus`, passes it to `monitor.api.create_app`, and updates it as
-the scheduler starts and stops, the model loads and leadership changes. Plain attribute writes
-under a lock: the scheduler threads write, the HTTP server reads.
+the scheduler starts and stops, the model loads, leadership changes and each scheduled job ends. Plain
+attribute writes under a lock: the scheduler threads write, the HTTP server reads.
+
+Job outcomes make readiness honest: a database that answers `SELECT 1` while every job fails (its schema
+dropped, its file locked by another writer) is not ready. Only fixed job names are kept (`evaluate`,
+`deliver`, `database-check`, ...), never feed names: the probes are open without the API token.
 """
 
 from __future__ import annotations
@@ -13,6 +17,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.timeutil import isoformat, utcnow
+
+# A failed run keeps the process "not ready" this long after it, unless a later run of the job succeeds:
+# a blip in a job that runs every six hours must not take the replica out of service until its next run.
+JOB_FAILURE_WINDOW = timedelta(minutes=5)
+
+
+@dataclass
+class JobHealth:
+    """A scheduled job's latest run; `failures` counts the failed runs since its last success."""
+
+    last_run: datetime
+    failures: int = 0
+    failing_since: datetime | None = None
+    error: str | None = None
+    database: bool = False  # the latest failure came from the database driver
 
 
 @dataclass
@@ -34,6 +53,7 @@ class RuntimeStatus:
     model_name: str | None = None
     leader: bool | None = None  # None: no leader election in use
     leader_since: datetime | None = None
+    jobs: dict[str, JobHealth] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # ------------------------------------------------------------------ writers (called by `monitor run`)
@@ -53,6 +73,34 @@ class RuntimeStatus:
         with self._lock:
             self.model_loaded = True
             self.model_name = name
+
+    def record_job(
+        self, job: str, error: str | None, *, database: bool = False, now: datetime | None = None
+    ) -> None:
+        """A scheduled run of `job` ended: `error` None on success, else the reason (one line);
+        `database` when the database raised it (cleared by `database_recovered`)."""
+        now = now or utcnow()
+        with self._lock:
+            health = self.jobs.setdefault(job, JobHealth(last_run=now))
+            health.last_run = now
+            if error is None:
+                health.failures, health.failing_since, health.error = 0, None, None
+                return
+            health.failures += 1
+            health.failing_since = health.failing_since or now
+            health.error = error[:300]
+            health.database = database
+
+    def database_recovered(self, since: datetime) -> None:
+        """A database check that started at `since` passed: database failures recorded before it are over.
+
+        A job that runs every ten minutes must not keep the replica unready for that long after a database
+        outage (or a dropped schema) was repaired; failures of any other kind wait for the job's next run.
+        """
+        with self._lock:
+            for health in self.jobs.values():
+                if health.failures and health.database and health.last_run <= since:
+                    health.failures, health.failing_since, health.error = 0, None, None
 
     def set_leader(self, leader: bool) -> None:
         with self._lock:
@@ -76,11 +124,20 @@ class RuntimeStatus:
                     problems.append(f"scheduler heartbeat stale since {isoformat(self.scheduler_heartbeat)}")
         return problems
 
-    def ready_problems(self) -> list[str]:
+    def ready_problems(self, now: datetime | None = None) -> list[str]:
+        """Why the process should not get traffic: the model not loaded yet, or jobs failing lately."""
+        now = now or utcnow()
+        problems: list[str] = []
         with self._lock:
             if self.model_expected and not self.model_loaded:
-                return ["model not loaded"]
-        return []
+                problems.append("model not loaded")
+            for name, health in sorted(self.jobs.items()):
+                if health.failures and now - health.last_run <= JOB_FAILURE_WINDOW:
+                    problems.append(
+                        f"job {name!r} failing since {isoformat(health.failing_since)} "
+                        f"({health.failures} failed runs): {health.error}"
+                    )
+        return problems
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

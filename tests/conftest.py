@@ -22,6 +22,7 @@ from monitor.config import Settings  # noqa: E402
 from monitor.store.db import create_db_engine  # noqa: E402
 from monitor.store.migrate import upgrade  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 PG_SERVER_URL = os.environ.get("MONITOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("MONITOR_REQUIRE_POSTGRES") == "1"
 
@@ -137,11 +138,11 @@ def slack_server() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def classifier():  # noqa: ANN201
-    """The shipped sentiment model and the packaged sentence encoder, loaded once per test session."""
-    from monitor.classify import Classifier
-    from monitor.config import ModelConfig
+    """The shipped target-aware model with the shipped config's four topics, loaded once per test session.
 
-    topics = {name: dict(topic) for name, topic in TOPICS.items()}
-    topics["nvidia"]["rivals"] = ["tpu", "custom_chips"]
-    settings = Settings.model_validate({"topics": topics})
-    return Classifier.from_config(ModelConfig(multilingual=None, threads=2), settings.topics)
+    fp32 whatever the CPU: bf16 results depend (slightly) on which texts share a batch."""
+    from monitor.classify import Classifier
+    from monitor.config import ModelConfig, load_config
+
+    settings = load_config(ROOT / "config" / "monitor.yaml", environ={})
+    return Classifier.from_config(ModelConfig(threads=2, precision="fp32"), settings.topics)

@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 def write_config(path: Path, database_url: str, **overrides: Any) -> Path:
-    """A config file for a subprocess: the test topics, no multilingual model, quick leader checks."""
+    """A config file for a subprocess: the test topics, quick leader checks."""
     data: dict[str, Any] = {
         "database_url": database_url,
         "log_format": "json",

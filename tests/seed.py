@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from monitor.store.articles import ArticleInput, store_articles
+from monitor.store.db import session_scope
+from monitor.store.feeds import ensure_feeds
 from monitor.store.history import ArticleTopics, TopicRow, replace_article_topics
 from monitor.store.tables import Article, ArticleScore, Feed
+from monitor.timeutil import utcnow
 
 
 @dataclass
@@ -99,3 +103,31 @@ def seed(engine: Engine, articles: list[SeedArticle]) -> list[int]:
             )
         replace_article_topics(connection, items)
     return ids
+
+
+def seed_unscored(
+    engine: Engine, count: int, *, feed: str = "wire", now: datetime | None = None
+) -> list[int]:
+    """Store `count` Nvidia headlines the way the collector does and score none of them: what a pass killed
+    (`kill -9`) between storing and scoring leaves behind. For the recovery test and bench/recovery.py."""
+    from headlines import negative_run  # tests/ is on sys.path in pytest and in bench scripts
+
+    now = now or utcnow()
+    state = ensure_feeds(engine, [(feed, f"http://127.0.0.1/{feed}.xml")], now)[feed]
+    inputs = []
+    for index, title in enumerate(negative_run(count)):
+        key = hashlib.sha256(f"{feed}|{index}".encode()).hexdigest()
+        inputs.append(
+            ArticleInput(
+                dedupe_key=key,
+                title=title,
+                summary="",
+                content_hash=key,
+                url=f"https://news.test/{feed}/{index}",
+                language="en",
+                published_at=now - timedelta(seconds=index),
+            )
+        )
+    with session_scope(engine) as session:
+        outcome = store_articles(session, feed_id=state.id, items=inputs, now=now)
+    return [article_id for article_id, _ in outcome.new]

@@ -8,6 +8,8 @@
     server.fail("chat.postMessage", error="channel_not_found")          # HTTP 200, ok:false
     server.fail("chat.postMessage", hang=5)                              # no answer for 5 s, then close
     server.fail("chat.postMessage", hang=5, apply=True)                  # posts, then never answers
+    server.fail("webhook", trickle=1.0)                  # headers at once, then one body byte a second
+    server.fail("webhook", trickle=1.0, trickle_headers=True)            # the headers themselves trickle
     server.stop()
 
 Speaks: auth.test, chat.postMessage, chat.update, conversations.history, conversations.replies (JSON,
@@ -30,6 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 DEFAULT_TOKEN = "xoxb-test-0000000000-standin-token"
 WEBHOOK_PATH = "/services/T000TEST/B000TEST/standinwebhooksecret"
+TRICKLE_FOR = 30.0  # a trickled answer stops after this long (a test of a missing deadline still ends)
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Failure:
     hang: float | None = None
     apply: bool = False  # perform the action, then fail (the answer is lost)
     times: int = 1
+    trickle: float | None = None  # seconds between the bytes of a slow answer (for up to TRICKLE_FOR)
+    trickle_headers: bool = False  # trickle from the status line on (else the headers come at once)
 
 
 @dataclass
@@ -197,6 +202,8 @@ class SlackServer:
         self._reply(handler, status, body, text=is_text)
 
     def _fail(self, handler: BaseHTTPRequestHandler, failure: Failure, method: str) -> None:
+        if failure.trickle:
+            return self._trickle(handler, failure.trickle, failure.trickle_headers)
         if failure.hang:
             self._stopping.wait(failure.hang)
             handler.close_connection = True
@@ -218,6 +225,24 @@ class SlackServer:
         return self._reply(
             handler, failure.status, {"ok": False, "error": failure.error or "ratelimited"}, headers=headers
         )
+
+    def _trickle(self, handler: BaseHTTPRequestHandler, every: float, headers_too: bool) -> None:
+        """A slow-loris answer: one byte every `every` seconds, so no single read ever times out."""
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        if not headers_too:
+            handler.wfile.write(head)
+            head = b""
+        data = head + b" " * 100000
+        handler.close_connection = True
+        end = time.monotonic() + TRICKLE_FOR
+        for i in range(len(data)):
+            if time.monotonic() > end or self._stopping.wait(every):
+                return
+            try:
+                handler.wfile.write(data[i : i + 1])
+                handler.wfile.flush()
+            except OSError:  # the client gave up
+                return
 
     def _reply(
         self,

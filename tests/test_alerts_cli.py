@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 import yaml
 from alerthelp import add_article
 from click.testing import CliRunner
@@ -146,8 +147,80 @@ def test_alerts_lists_episodes_with_state_filter(tmp_path: Path) -> None:
     with engine.begin() as connection:
         connection.exec_driver_sql("update notifications set status = 'failed'")
     result = run(config, "alerts", "redeliver")
-    assert "queued again" in result.output
+    assert "1 failed notification(s) queued again" in result.output
     with engine.connect() as connection:
-        statuses = connection.exec_driver_sql("select status from notifications").scalars().all()
-    assert statuses and set(statuses) == {"pending"}
+        statuses = connection.exec_driver_sql("select status from notifications order by id").scalars().all()
+    # The first episode's fired and resolved notices are the past now: only the open episode's goes again.
+    assert statuses == ["failed", "failed", "pending"]
     assert Notification.__tablename__ == "notifications"
+
+
+def _two_failed(engine: sa.engine.Engine, tmp_path: Path) -> tuple[Path, int, int]:
+    """Config for `engine`, and two failed `fired` notifications: nvidia-drop's two days old, tpu-up's new."""
+    rules = [{**RULES[0], "for": "0s"}, {**RULES[1], "enabled": True}]
+    config = tmp_path / "monitor.yaml"
+    url = engine.url.render_as_string(hide_password=False)
+    config.write_text(
+        yaml.safe_dump({"database_url": url, "topics": TOPICS, "alerts": rules}), encoding="utf-8"
+    )
+    now = utcnow()
+    for i in range(4):
+        add_article(
+            engine, title=f"Nvidia falls {i}", topic="nvidia", sentiment=-0.7, at=now - (30 - i) * MIN
+        )
+        add_article(engine, title=f"TPU wins {i}", topic="tpu", sentiment=0.8, at=now - (30 - i) * MIN)
+    assert len(RuleEngine(load_config(config), engine).evaluate(now)) == 2
+    table = Notification.__table__
+    with engine.begin() as connection:
+        connection.execute(table.update().values(status="failed", last_error="Slack rejected the message"))
+        found = connection.execute(sa.select(table.c.id, table.c.payload))
+        rows = {json.loads(payload)["rule"]: row_id for row_id, payload in found}
+        connection.execute(
+            table.update().where(table.c.id == rows["nvidia-drop"]).values(created_at=now - timedelta(days=2))
+        )
+    return config, rows["nvidia-drop"], rows["tpu-up"]
+
+
+def _statuses(engine: sa.engine.Engine) -> dict[int, str]:
+    c = Notification.__table__.c
+    with engine.connect() as connection:
+        return {row.id: row.status for row in connection.execute(sa.select(c.id, c.status))}
+
+
+def test_redeliver_filters_by_id_rule_and_since(engine: sa.engine.Engine, tmp_path: Path) -> None:
+    config, nvidia, tpu = _two_failed(engine, tmp_path)
+
+    dry = run(config, "alerts", "redeliver", "--dry-run")
+    assert dry.exit_code == 0 and dry.output.count("would queue") == 2 and "Slack rejected" in dry.output
+    assert set(_statuses(engine).values()) == {"failed"}  # a dry run changes nothing
+
+    since = run(config, "alerts", "redeliver", "--since", "1d")
+    assert "1 failed notification(s) queued again" in since.output
+    assert _statuses(engine) == {nvidia: "failed", tpu: "pending"}
+
+    assert "(no rows)" in run(config, "alerts", "redeliver", "--rule", "tpu-up").output  # tpu-up's is queued
+    for args, message in (
+        (("--rule", "nope"), "unknown rule(s): nope"),
+        (("--id", "999"), "no notification 999"),
+        (("--id", str(tpu)), f"notification {tpu} is pending, not failed"),
+        (("--id", str(nvidia), "--rule", "tpu-up"), f"notification {nvidia} does not match --rule/--since"),
+    ):
+        bad = CliRunner().invoke(cli, ["--config", str(config), "alerts", "redeliver", *args])
+        assert bad.exit_code == 2 and message in bad.output, (args, bad.output)
+    assert _statuses(engine)[nvidia] == "failed"
+
+    by_id = run(config, "alerts", "redeliver", "--id", str(nvidia), "--rule", "nvidia-drop")
+    assert "1 failed notification(s) queued again" in by_id.output
+    assert _statuses(engine) == {nvidia: "pending", tpu: "pending"}
+
+
+def test_alerts_show_why_a_notification_failed(engine: sa.engine.Engine, tmp_path: Path) -> None:
+    config, _, _ = _two_failed(engine, tmp_path)
+    episodes = json.loads(run(config, "alerts", "--format", "json").stdout)
+    assert [(e["notification"], e["notification_error"]) for e in episodes] == [
+        ("failed", "Slack rejected the message")
+    ] * 2
+    table = run(config, "alerts")
+    assert "notification_error" in table.output and "Slack rejected the message" in table.output
+    rows = list(csv.DictReader(io.StringIO(run(config, "alerts", "--format", "csv").stdout)))
+    assert rows[0]["notification_error"] == "Slack rejected the message"

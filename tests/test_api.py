@@ -3,8 +3,10 @@ health probes and the metrics exposition."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,10 +21,11 @@ from seed import SeedArticle, label_of, seed
 from sqlmodel import Session
 
 from monitor import metrics
-from monitor.api import create_app
+from monitor.api import create_app, routes
 from monitor.cli import cli
 from monitor.status import RuntimeStatus
 from monitor.store import alerts as alert_store
+from monitor.store import outbox
 from monitor.store.history import history
 from monitor.store.tables import Alert, ArticleTopic, Feed
 
@@ -280,6 +283,32 @@ def test_alerts_history(app_env) -> None:  # noqa: ANN001
     assert client.get("/api/alerts", params={"since": "1h"}).json()["total"] == 0
 
 
+def test_alerts_api_shows_why_the_notification_failed(app_env) -> None:  # noqa: ANN001
+    _settings, engine, client = app_env
+    fp = alert_store.fingerprint("nvidia-drop", "nvidia")
+    with Session(engine) as session:
+        session.add(Alert(fingerprint=fp, rule="nvidia-drop", topic="nvidia", state="firing"))
+        fired = alert_store.add_event(
+            session,
+            fp=fp,
+            rule="nvidia-drop",
+            topic="nvidia",
+            kind="fired",
+            at=T0 + timedelta(minutes=75),
+            value=-0.5,
+            threshold=-0.3,
+            article_count=3,
+        )
+        row = outbox.enqueue(
+            session, alert_event_id=fired.id, fingerprint=fp, kind="fired", payload={}, now=fired.at
+        )
+        row.status, row.last_error = "failed", "Slack rejected the message (HTTP 200 channel_not_found)"
+        session.commit()
+    [episode] = client.get("/api/alerts", params={"since": "3d"}).json()["items"]
+    assert episode["notification"] == "failed"
+    assert episode["notification_error"] == "Slack rejected the message (HTTP 200 channel_not_found)"
+
+
 # ----------------------------------------------------------------------------- 422s
 
 
@@ -516,3 +545,212 @@ def test_articles_empty_since_keeps_the_24h_default(sqlite_engine, tmp_path) -> 
         body["since"].replace("Z", "+00:00")
     )
     assert span == timedelta(hours=24)
+
+
+# ----------------------------------------------------------------------------- hardening (issue 11)
+
+
+def test_sentiment_caps_the_points_per_response(sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    """208 days of 15-minute buckets for four topics was 13 MB; past the cap: a clear 422 naming `bucket`."""
+    client = TestClient(create_app(make_settings(tmp_path), sqlite_engine))
+    response = client.get("/api/sentiment", params={"since": "208d", "bucket": "15m"})
+    assert response.status_code == 422, response.text[:200]
+    body = response.json()
+    assert "'bucket'" in body["error"] and body["detail"][0]["loc"] == ["query", "bucket"]
+    assert "points" in body["error"] and f"{routes.MAX_POINTS}" in body["error"]
+    assert "4 topic(s)" in body["error"]
+    # Within the cap: 90 days of hours for all four topics, or one topic at a finer bucket.
+    ok = client.get("/api/sentiment", params={"since": "90d", "bucket": "1h"})
+    assert ok.status_code == 200 and len(ok.json()["points"]) <= routes.MAX_POINTS
+    one = client.get("/api/sentiment", params={"since": "90d", "bucket": "15m", "topic": "nvidia"})
+    assert one.status_code == 200 and len(one.json()["points"]) > 8000
+    too_many = client.get("/api/sentiment", params={"since": "120d", "bucket": "1h"})
+    assert too_many.status_code == 422 and "fewer topics" in too_many.json()["error"]
+
+
+def test_docs_load_swagger_ui_from_the_server_itself(sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    """`/docs` works offline: Swagger UI's script, style sheet and icon come from the app, not a CDN."""
+    client = TestClient(create_app(make_settings(tmp_path), sqlite_engine))
+    page = client.get("/docs")
+    assert page.status_code == 200
+    refs = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", page.text)
+    assert any(ref.endswith(".js") for ref in refs) and any(ref.endswith(".css") for ref in refs), refs
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
+    for ref in refs:
+        assert ref.startswith("/"), ref
+        asset = client.get(ref)
+        assert asset.status_code == 200, ref
+        if ref.endswith(".js"):
+            assert "SwaggerUIBundle" in asset.text
+        if ref.endswith(".css"):
+            assert ".swagger-ui" in asset.text
+    assert "/openapi.json" in refs
+
+
+def test_metrics_behind_the_token_when_configured(sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    """`http.metrics_require_token` guards /metrics; the probes stay open and name no feed or firing count."""
+    token = "t0ken-with-enough-length"
+    feed = "private-feed-name"
+    metrics.record_poll(feed, "ok", duration=0.1)
+    with Session(sqlite_engine) as session:
+        session.add(Feed(name=feed, url="http://127.0.0.1/p.xml", last_success_at=NOW))
+        session.add(Alert(fingerprint="fp-private", rule="private-rule", topic="nvidia", state="firing"))
+        session.commit()
+    open_app = TestClient(create_app(make_settings(tmp_path, http={"api_token": token}), sqlite_engine))
+    assert feed in open_app.get("/metrics").text  # the default: open, for Prometheus without credentials
+
+    settings = make_settings(tmp_path, http={"api_token": token, "metrics_require_token": True})
+    client = TestClient(create_app(settings, sqlite_engine, RuntimeStatus()))
+    refused = client.get("/metrics")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+    assert feed not in refused.text
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    allowed = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert allowed.status_code == 200 and feed in allowed.text
+    assert _samples(allowed.text)[("monitor_alerts", (("state", "firing"),))] == 1
+    for probe in ("/healthz", "/readyz"):
+        response = client.get(probe)
+        assert response.status_code == 200, response.text
+        for secret in (feed, "private-rule", "firing", token):
+            assert secret not in response.text, (probe, secret)
+
+
+def test_metrics_token_switch_needs_a_token(tmp_path) -> None:  # noqa: ANN001
+    from monitor.config import ConfigError, load_config
+
+    config = _config(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", http={"metrics_require_token": True})
+    with pytest.raises(ConfigError, match=r"http: metrics_require_token is true but no API token is set"):
+        load_config(config, environ={})
+    loaded = load_config(config, environ={"MONITOR_API_TOKEN": "t0ken-with-enough-length"})
+    assert loaded.http.metrics_require_token
+
+
+def test_readiness_reports_failing_jobs(sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    """A job whose latest run failed (within the last minutes) makes /readyz 503, naming job and reason."""
+    status = RuntimeStatus()
+    client = TestClient(create_app(make_settings(tmp_path), sqlite_engine, status))
+    assert client.get("/readyz").status_code == 200
+    status.record_job("deliver", 'relation "notifications" does not exist')
+    status.record_job("deliver", 'relation "notifications" does not exist')
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    (problem,) = response.json()["problems"]
+    assert problem.startswith("job 'deliver' failing since ") and "(2 failed runs)" in problem
+    assert problem.endswith('relation "notifications" does not exist')
+    status.record_job("deliver", None)
+    assert client.get("/readyz").status_code == 200
+    # An old failure of a rare job (retention runs every 6 h) stops counting after the window.
+    status.record_job("retention", "database is locked", now=datetime.now(UTC) - timedelta(minutes=6))
+    assert client.get("/readyz").status_code == 200
+    # A passing database check ends the database failures before it (a job that runs every 10 minutes must
+    # not keep the replica out that long after a repaired outage); other failures wait for their job.
+    status.record_job("score-missing", 'relation "articles" does not exist', database=True)
+    status.record_job("evaluate", "KeyError: 'nvidia'")
+    status.database_recovered(since=datetime.now(UTC))
+    assert [p.split(" failing")[0] for p in client.get("/readyz").json()["problems"]] == ["job 'evaluate'"]
+
+
+def _drop_every_table(engine: sa.Engine) -> None:
+    tables = sa.MetaData()
+    with engine.begin() as connection:
+        tables.reflect(connection)
+        tables.drop_all(connection)
+
+
+def test_readiness_checks_the_schema_and_the_check_upgrades_it_again(engine, tmp_path) -> None:  # noqa: ANN001
+    """The database emptied under a running app: /readyz says the schema is missing (not "database ok"),
+    and the scheduler's database check upgrades it again; then /readyz is ready."""
+    from monitor.ops import check_database
+    from monitor.store.migrate import current_revision, head_revision
+
+    client = TestClient(create_app(make_settings(tmp_path), engine, RuntimeStatus()))
+    assert client.get("/readyz").json()["database"] == "ok"
+    _drop_every_table(engine)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["database"] == "schema"
+    assert body["problems"][0].startswith("database schema missing at ")
+    assert f"expected revision {head_revision()}" in body["problems"][0]
+    check_database(engine)
+    assert current_revision(engine) == head_revision()
+    assert client.get("/readyz").status_code == 200
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(Alert.__table__)).scalar() == 0
+
+
+@pytest.mark.postgres
+def test_concurrent_queries_are_bounded(tmp_path, pg_server) -> None:  # noqa: ANN001
+    """With one query slot, a query stuck in the database makes the next one wait `query_wait`, then 503
+    with Retry-After; the probes answer meanwhile; the slot is free again once the first query ends."""
+    import threading
+
+    import httpx
+    import uvicorn
+    from conftest import drop_pg_database, make_pg_database
+
+    from monitor.store.db import create_db_engine
+    from monitor.store.migrate import upgrade
+
+    if pg_server is None:
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    url = make_pg_database()
+    engine = create_db_engine(url)
+    locker = sa.create_engine(url)
+    try:
+        upgrade(engine)
+        settings = make_settings(
+            tmp_path, database_url=url, http={"max_concurrent_queries": 1, "query_wait": "1s"}
+        )
+        app = create_app(settings, engine)
+        with _serve(app, uvicorn) as base, locker.connect() as lock:
+            lock.execute(sa.text("LOCK TABLE topic_rollup IN ACCESS EXCLUSIVE MODE"))
+            first: dict[str, httpx.Response] = {}
+            stuck = threading.Thread(
+                target=lambda: first.update(
+                    r=httpx.get(f"{base}/api/sentiment", params={"since": "7d"}, timeout=60)
+                )
+            )
+            stuck.start()
+            deadline = time.monotonic() + 20
+            while app.state.query_gate.running < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert app.state.query_gate.running == 1
+            started = time.monotonic()
+            busy = httpx.get(f"{base}/api/articles", timeout=30)
+            assert busy.status_code == 503, busy.text
+            assert 0.9 <= time.monotonic() - started < 10
+            assert busy.headers["retry-after"].isdigit()
+            assert "max_concurrent_queries" in busy.json()["detail"]
+            assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+            lock.rollback()  # the stuck query proceeds
+            stuck.join(30)
+            assert first["r"].status_code == 200
+            assert httpx.get(f"{base}/api/articles", timeout=30).status_code == 200
+            assert app.state.query_gate.running == 0
+    finally:
+        engine.dispose()
+        locker.dispose()
+        drop_pg_database(url)
+
+
+@contextlib.contextmanager
+def _serve(app, uvicorn):  # noqa: ANN001, ANN202 - a real HTTP server on 127.0.0.1 for concurrency tests
+    import threading
+
+    from tests.procs import free_port
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,4 +1,4 @@
-"""The classifier with the real shipped model: labels, scores, per-topic sentiment, bad input, routing."""
+"""The classifier with the real shipped model: labels, scores, sentiment toward topics, bad input, routing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from monitor.classify import LABELS, Classifier
-from monitor.classify.classifier import MAX_CHUNKS, article_text, chunk_text
+from monitor.classify.classifier import MAX_CHUNKS, TopicResult, article_text, chunk_text
 from monitor.classify.hf import TransformersBackend
 
 
@@ -26,7 +26,7 @@ def test_finance_headlines_get_sensible_labels(classifier: Classifier) -> None:
         assert -1 <= result.score <= 1
         assert 0 < result.confidence <= 1
         assert abs(sum(result.probabilities) - 1) < 1e-3
-        assert result.model_name == "aichip-sentiment-en"
+        assert result.model_name == "aichip-sentiment"
         assert result.model_version
         assert result.score == pytest.approx(result.probabilities[2] - result.probabilities[0], abs=1e-3)
 
@@ -38,28 +38,59 @@ def test_batched_scores_match_one_at_a_time(classifier: Classifier) -> None:
     assert batched == pytest.approx(single, abs=1e-3)
 
 
-def test_two_topics_in_one_sentence_get_their_own_sentiment(classifier: Classifier) -> None:
-    result = classifier.score_texts(["Nvidia slides as Google's TPUs win Meta"])[0]
-    topics = {topic.name: topic for topic in result.topics}
-    assert set(topics) >= {"nvidia", "tpu"}
-    assert topics["nvidia"].basis == "mentions"
-    # "Google's TPUs win Meta" alone reads as neutral; beside the rival's slide it is good news for TPUs.
-    assert topics["tpu"].basis == "rival"
-    assert topics["nvidia"].sentiment < 0 < topics["tpu"].sentiment
-    assert topics["nvidia"].sentiment < topics["tpu"].sentiment - 0.3
+def topics_of(classifier: Classifier, text: str) -> dict[str, TopicResult]:
+    return {topic.name: topic for topic in classifier.score_texts([text])[0].topics}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The story the product exists for: one company's loss is its rival's gain.
+        ("Nvidia slides as Google pitches TPUs to Meta", {"nvidia": "negative", "tpu": "positive"}),
+        (
+            "Amazon's Trainium wins Anthropic work that once ran on Nvidia GPUs",
+            {"nvidia": "negative", "custom_chips": "positive"},
+        ),
+        (
+            "Nvidia loses $140 billion in market value in two days as TPU threat grows",
+            {"nvidia": "negative", "tpu": "positive"},
+        ),
+        ("英伟达股价下挫，谷歌向Meta推销TPU", {"nvidia": "negative", "tpu": "positive"}),
+        ("輝達股價重挫，市場憂慮AI泡沫", {"nvidia": "negative", "ai_bubble": "negative"}),
+        # Bubble talk is bad for the AI trade; its dismissal is not.
+        ("AI bubble fears return as Nvidia tumbles", {"nvidia": "negative", "ai_bubble": "negative"}),
+        (
+            "Jensen Huang dismisses AI bubble fears as Nvidia posts record revenue",
+            {"nvidia": "positive", "ai_bubble": "positive"},
+        ),
+    ],
+)
+def test_sentiment_toward_each_topic(classifier: Classifier, text: str, expected: dict[str, str]) -> None:
+    topics = topics_of(classifier, text)
+    assert {name: topics[name].label for name in expected if name in topics} == expected
+    assert all(topics[name].basis == "model" for name in expected)
 
 
 def test_two_topics_in_separate_sentences(classifier: Classifier) -> None:
     text = "Nvidia stock tumbles after a weak forecast. Meanwhile Amazon's Trainium orders soar to a record."
-    topics = {t.name: t for t in classifier.score_texts([text])[0].topics}
+    topics = topics_of(classifier, text)
     assert topics["nvidia"].sentiment < 0 < topics["custom_chips"].sentiment
 
 
-def test_one_topic_uses_the_article_score(classifier: Classifier) -> None:
-    result = classifier.score_texts(["Nvidia shares plunge after export curbs"])[0]
-    (topic,) = [t for t in result.topics if t.name == "nvidia"]
-    assert topic.basis == "article"
-    assert topic.sentiment == pytest.approx(result.score, abs=1e-3)
+def test_a_topic_added_in_the_config_works_without_retraining() -> None:
+    """A user's own topic (AMD, which training never labelled) is read from its aliases and description."""
+    from monitor.config import ModelConfig, TopicConfig
+
+    topics = {
+        "amd": TopicConfig(
+            keywords=["amd", "lisa su", "instinct", "超威"], description="AMD and its Instinct AI chips"
+        ),
+        "nvidia": TopicConfig(keywords=["nvidia", "英伟达"], description="Nvidia"),
+    }
+    classifier = Classifier.from_config(ModelConfig(threads=2, precision="fp32"), topics)
+    result = classifier.score_texts(["AMD wins OpenAI order for Instinct chips, a blow to Nvidia"])[0]
+    found = {t.name: t.label for t in result.topics}
+    assert found == {"amd": "positive", "nvidia": "negative"}
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])
@@ -104,19 +135,41 @@ def test_mixed_languages_and_non_string_input(classifier: Classifier) -> None:
         classifier.score_texts([None])  # type: ignore[list-item]
 
 
-def test_routing_sends_other_languages_to_the_multilingual_backend(classifier: Classifier) -> None:
-    main = classifier.backends["main"]
-    assert isinstance(main, TransformersBackend)
-    second = TransformersBackend(main.model, main.tokenizer, name="second-model", version="9", max_length=64)
-    routed = Classifier(main, multilingual=second, route_languages=["en"])
+@pytest.fixture(scope="module")
+def compact() -> TransformersBackend:
+    """The compact English model (`model.sentiment: compact-en`), a generic article-level sentiment model."""
+    from monitor.classify.hf import load_backend
+
+    return load_backend("compact-en", precision="fp32")
+
+
+def test_routing_sends_other_languages_to_the_multilingual_backend(
+    classifier: Classifier, compact: TransformersBackend
+) -> None:
+    target = classifier.backends["main"]
+    routed = Classifier(compact, multilingual=target, route_languages=["en"], topics=classifier.topics)
     results = routed.score_texts(
         ["Nvidia shares plunge", "英伟达股价大跌", "Nvidia-Aktie stürzt ab"], languages=[None, None, "de-DE"]
     )
-    assert [r.model_name for r in results] == ["aichip-sentiment-en", "second-model", "second-model"]
+    assert [r.model_name for r in results] == ["aichip-sentiment-en", "aichip-sentiment", "aichip-sentiment"]
     assert [r.language for r in results] == ["en", "zh", "de"]
+    assert [t.basis for r in results for t in r.topics] == ["article", "model", "model"]
     # Without a multilingual backend everything goes to the main model.
-    alone = Classifier(main, route_languages=["en"]).score_texts(["英伟达股价大跌"])[0]
+    alone = Classifier(compact, route_languages=["en"]).score_texts(["英伟达股价大跌"])[0]
     assert alone.model_name == "aichip-sentiment-en"
+
+
+def test_a_generic_model_reads_topics_from_the_sentences_naming_them(
+    classifier: Classifier, compact: TransformersBackend
+) -> None:
+    generic = Classifier(compact, topics=classifier.topics)
+    text = (
+        "Nvidia shares plunge after a weak forecast. "
+        "Separately, Broadcom raises its outlook on AI chip demand."
+    )
+    topics = {t.name: t for t in generic.score_texts([text])[0].topics}
+    assert topics["nvidia"].basis == "mentions" and topics["nvidia"].label == "negative"
+    assert topics["custom_chips"].label == "positive"
 
 
 def test_chunking_respects_the_budget() -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.classify import Classifier
 from monitor.classify.classifier import load_sentiment_backend
 from monitor.config import ModelConfig
 
@@ -18,14 +17,14 @@ HEADLINES = [
 ]
 
 
-def test_onnx_int8_backend_matches_torch(tmp_path: Path, classifier: Classifier) -> None:
+def test_onnx_int8_backend_matches_torch(tmp_path: Path) -> None:
     config = ModelConfig(backend="onnx", onnx_cache=str(tmp_path), multilingual=None, threads=2)
-    backend = load_sentiment_backend("default", config)
+    backend = load_sentiment_backend("compact-en", config)
     assert backend.name == "aichip-sentiment-en" and backend.version.endswith("+onnx-int8")
     exports = list(tmp_path.glob("*.int8.onnx"))
     assert len(exports) == 1 and exports[0].stat().st_size < 30e6
     onnx_probs = backend.predict_proba(HEADLINES)
-    torch_probs = classifier.backends["main"].predict_proba(HEADLINES)
+    torch_probs = load_sentiment_backend("compact-en", ModelConfig(precision="fp32")).predict_proba(HEADLINES)
     assert onnx_probs.shape == (4, 3) and np.allclose(onnx_probs.sum(1), 1, atol=1e-5)
     assert (onnx_probs.argmax(1) == torch_probs.argmax(1)).all()
     assert np.abs(onnx_probs - torch_probs).max() < 0.15

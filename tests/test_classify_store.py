@@ -53,9 +53,9 @@ def test_score_articles_stores_scores_and_topics(engine: sa.engine.Engine, class
     ids = seed(engine, [SeedArticle(title=t, at=at, topics={}) for t in TITLES])
     scored = classifier.score_articles(engine, events_for(ids, TITLES))
     assert [s.article_id for s in scored] == ids
-    assert all(isinstance(s, ArticleScored) and s.model.startswith("aichip-sentiment-en@") for s in scored)
+    assert all(isinstance(s, ArticleScored) and s.model.startswith("aichip-sentiment@") for s in scored)
     scores, topics = stored(engine)
-    assert {scores[i].model_name for i in ids} == {"aichip-sentiment-en"}
+    assert {scores[i].model_name for i in ids} == {"aichip-sentiment"}
     assert scores[ids[1]].label == "positive" and scores[ids[2]].score == pytest.approx(scored[2].score)
     by_article = {(t.article_id, t.topic): t for t in topics}
     assert by_article[(ids[0], "nvidia")].sentiment < 0 < by_article[(ids[0], "tpu")].sentiment
@@ -97,7 +97,7 @@ def config_file(tmp_path: Path) -> Path:
     from conftest import TOPICS
 
     topics = {name: dict(topic) for name, topic in TOPICS.items()}
-    topics["tpu"]["rivals"] = ["nvidia"]
+    topics["tpu"]["rivals"] = ["nvidia"]  # retired key: still accepted
     path = tmp_path / "monitor.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -185,9 +185,9 @@ def test_cli_rescore(config_file: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["--config", str(config_file), "rescore", "--since", "7d"])
     assert result.exit_code == 0, result.output
-    assert "rescored 1 articles with aichip-sentiment-en" in result.stdout
+    assert "rescored 1 articles with aichip-sentiment" in result.stdout
     scores, topics = stored(engine)
-    assert scores[ids[0]].model_name == "aichip-sentiment-en" and scores[ids[0]].label == "negative"
+    assert scores[ids[0]].model_name == "aichip-sentiment" and scores[ids[0]].label == "negative"
     assert scores[ids[1]].model_name == "seed"  # outside --since
     assert [t.sentiment < 0 for t in topics if t.article_id == ids[0]] == [True]
     result = runner.invoke(cli, ["--config", str(config_file), "rescore", "--only-missing"])

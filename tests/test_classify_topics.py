@@ -1,10 +1,10 @@
-"""Topic matching: keywords in English, Simplified and Traditional Chinese, similarity, relevance."""
+"""Topic aliases in English, Simplified and Traditional Chinese; relevance; the model's say on topics."""
 
 from __future__ import annotations
 
 import pytest
 
-from monitor.classify.topics import TopicMatcher, keyword_relevance, similarity_relevance
+from monitor.classify.topics import TopicMatcher, keyword_relevance
 from monitor.config import TopicConfig
 
 TOPICS = {
@@ -19,11 +19,11 @@ TOPICS = {
 
 @pytest.fixture(scope="module")
 def matcher() -> TopicMatcher:
-    return TopicMatcher(TOPICS, encoder=None)
+    return TopicMatcher(TOPICS)
 
 
 def names(matcher: TopicMatcher, text: str) -> set[str]:
-    return {match.name for match in matcher.match([text])[0]}
+    return {match.name for match in matcher.match(text)}
 
 
 @pytest.mark.parametrize(
@@ -63,9 +63,9 @@ def test_latin_keywords_need_word_boundaries(matcher: TopicMatcher, text: str) -
 
 
 def test_relevance_grows_with_mentions_and_headline(matcher: TopicMatcher) -> None:
-    once = matcher.match(["Nvidia reports on Wednesday"])[0][0].relevance
-    thrice = matcher.match(["Nvidia, Nvidia and Nvidia again"])[0][0].relevance
-    in_title = matcher.match(["Nvidia reports on Wednesday"], titles=["Nvidia reports"])[0][0].relevance
+    once = matcher.match("Nvidia reports on Wednesday")[0].relevance
+    thrice = matcher.match("Nvidia, Nvidia and Nvidia again")[0].relevance
+    in_title = matcher.match("Nvidia reports on Wednesday", title="Nvidia reports")[0].relevance
     assert 0.5 <= once < thrice <= 1
     assert once < in_title <= 1
     assert names(matcher, "Nvidia, Nvidia and Nvidia again") == {"nvidia"}
@@ -73,46 +73,36 @@ def test_relevance_grows_with_mentions_and_headline(matcher: TopicMatcher) -> No
 
 def test_overlapping_aliases_count_once() -> None:
     matcher = TopicMatcher({"tpu": TopicConfig(keywords=["tpu", "tpus"])})
-    (match,) = matcher.match(["Google sells TPUs"])[0]
+    (match,) = matcher.match("Google sells TPUs")
     assert match.relevance == keyword_relevance(1, False)
 
 
-def test_relevance_mappings_are_bounded() -> None:
-    assert similarity_relevance(-0.3, 0.45) == 0
-    assert similarity_relevance(0.45, 0.45) == pytest.approx(0.5)
-    assert similarity_relevance(1.0, 0.45) == pytest.approx(1.0)
-    assert 0 < similarity_relevance(0.2, 0.45) < 0.5
-    # multilingual-e5 cosines sit high: relevance starts at a floor
-    assert similarity_relevance(0.75, 0.83, 0.75) == 0
-    assert similarity_relevance(0.83, 0.83, 0.75) == pytest.approx(0.5)
-    assert similarity_relevance(1.0, 0.83, 0.75) == pytest.approx(1.0)
-    assert 0 < similarity_relevance(0.8, 0.83, 0.75) < 0.5
+def test_keyword_relevance_is_bounded() -> None:
     assert keyword_relevance(0, True) == 0
-    assert keyword_relevance(10, True) == 1.0
+    assert 0.5 <= keyword_relevance(1, False) < keyword_relevance(3, True) <= 1
 
 
-def test_similarity_finds_a_topic_without_its_keywords(classifier) -> None:  # noqa: ANN001
-    encoder = classifier.topics.encoder
-    topics = {
-        "ai_bubble": TopicConfig(
-            keywords=["ai bubble"],
-            description="Warnings that AI stocks are overvalued, a speculative bubble like the dot-com era",
-            examples=[
-                "Michael Burry bets against AI stocks, warns of a bubble",
-                "Investors fear AI valuations look like 1999",
-            ],
-        ),
-        "tpu": TopicConfig(
-            keywords=["tpu"],
-            description="Google's tensor processing units, AI accelerator chips",
-            examples=["Google pitches its TPUs to Meta"],
-        ),
-    }
-    matcher = TopicMatcher(topics, encoder, topic_threshold=0.5, similarity_threshold=0.45)
-    (matches,) = matcher.match(["Hedge funds warn tech valuations resemble the 2000 crash"])
-    assert [m.name for m in matches] == ["ai_bubble"]
-    assert matches[0].keywords == () and matches[0].similarity >= 0.45
-    # Unrelated text gets nothing; Chinese text uses keywords only (the encoder is English).
-    assert matcher.match(["Coffee prices climb on weak Brazilian harvest"])[0] == []
-    (zh,) = matcher.match(["市场担忧估值过高"], languages=["zh"])
-    assert zh == []
+def test_mentions_and_hits(matcher: TopicMatcher) -> None:
+    assert matcher.mentions("Nvidia slides as Google's TPUs win Meta") == {"nvidia", "tpu"}
+    assert matcher.keyword_hits("TPU, TPUs and more tpus", "tpu") == ["tpu", "tpu", "tpu"]
+    with pytest.raises(KeyError, match="unknown topic"):
+        matcher.keyword_hits("x", "amd")
+
+
+def test_a_named_topic_the_text_is_not_about_is_dropped(classifier) -> None:  # noqa: ANN001
+    """Aliases propose, the model decides: "bubble" in bubble tea is not AI-bubble talk."""
+    tea, talk = classifier.score_texts(
+        [
+            "Bubble tea chain Sweet Pearl files for a Hong Kong IPO",
+            "Investors fear the AI bubble is about to burst",
+        ]
+    )
+    assert "ai_bubble" not in {t.name for t in tea.topics}
+    (bubble,) = [t for t in talk.topics if t.name == "ai_bubble"]
+    assert bubble.keywords == ("ai bubble",) and bubble.relevance >= 0.5 and bubble.label == "negative"
+
+
+def test_no_topic_from_similarity_alone_by_default(classifier) -> None:  # noqa: ANN001
+    """A related headline that names no alias gets no topic unless `topic_add_threshold` allows it."""
+    result = classifier.score_texts(["Hyperscalers pour billions more into data-center capex"])[0]
+    assert result.topics == ()

@@ -1,4 +1,5 @@
-"""Fetching over real HTTP from the local feed server: timeouts, deadline, size cap, redirects, 304, gzip."""
+"""Fetching over real HTTP from the local feed server: timeouts, deadline, size cap, redirects, 304, gzip,
+and where a feed may point (SSRF)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from conftest import make_settings
 from feedserver import FeedServer
 
+from monitor.collect import Collector
 from monitor.collect.fetch import Fetcher, FetchError, parse_retry_after
-from monitor.config import CollectConfig
+from monitor.config import CollectConfig, ConfigError, load_config
+from monitor.store.feeds import get_feed
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +240,88 @@ def test_timeouts_come_from_settings() -> None:
     f = fetcher(connect_timeout="3s", read_timeout="7s")
     assert f.config.read_timeout == timedelta(seconds=7)
     assert f._client.timeout.connect == 3 and f._client.timeout.read == 7
+
+
+# ----------------------------------------------------------------------------- where feeds may point (SSRF)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.10.20:8080/feed",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://[fe80::1]/feed",
+    ],
+)
+def test_link_local_and_cloud_metadata_are_refused_by_default(url: str) -> None:
+    error = fetch_error(fetcher(), url)
+    assert error.reason == "refused" and error.url == url
+    assert "link-local or cloud metadata" in str(error) and "collect.allow_networks" in str(error)
+
+
+def test_a_redirect_to_cloud_metadata_is_refused_at_that_hop(server: FeedServer) -> None:
+    start = server.route("/to-metadata", status=302, location="http://169.254.169.254/latest/meta-data/")
+    error = fetch_error(fetcher(), start)
+    assert error.reason == "refused" and error.url == "http://169.254.169.254/latest/meta-data/"
+    assert f"redirected from {start}" in str(error)
+
+
+def test_the_monitors_own_port_is_refused_directly_and_by_redirect(server: FeedServer) -> None:
+    with FeedServer() as monitor:  # stands in for `monitor run`'s HTTP server on this host
+        api = monitor.url("/api/articles")
+        bounce = server.route("/to-own-port", status=307, location=api)
+        own = Fetcher(CollectConfig(), own_port=monitor.port)
+        for url in (api, bounce, f"http://localhost:{monitor.port}/api/articles"):
+            error = fetch_error(own, url)
+            assert error.reason == "refused", url
+            assert f":{monitor.port} is this monitor's own HTTP port" in str(error)
+        assert monitor.requests_for("/api/articles") == []
+        allowed = Fetcher(CollectConfig(allow_networks=["127.0.0.1"]), own_port=monitor.port)
+        assert fetch_error(allowed, api).reason == "http_4xx"  # reached: the stand-in has no such path
+
+
+def test_loopback_is_allowed_by_default_and_refused_when_private_is_off(server: FeedServer) -> None:
+    by_name = f"http://localhost:{server.port}/feeds/rss20.xml"
+    assert fetcher().fetch(by_name).status == 200
+    before = len(server.requests_for("/feeds/rss20.xml"))
+    error = fetch_error(fetcher(allow_private=False), by_name)
+    assert error.reason == "refused"
+    assert "localhost resolves to " in str(error) and "collect.allow_private is false" in str(error)
+    assert len(server.requests_for("/feeds/rss20.xml")) == before  # refused before connecting
+    exception = fetcher(allow_private=False, allow_networks=["127.0.0.0/8", "::1"])
+    assert exception.fetch(by_name).status == 200
+
+
+def test_deny_networks_refuses_a_range(server: FeedServer) -> None:
+    error = fetch_error(fetcher(deny_networks=["127.0.0.0/8"]), server.url("/feeds/rss20.xml"))
+    assert error.reason == "refused" and "in collect.deny_networks (127.0.0.0/8)" in str(error)
+
+
+def test_a_bad_network_in_the_config_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text("collect:\n  deny_networks: [10.0.0.0/8, 10.1.2.3/8]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    message = str(info.value)
+    assert str(path) in message and "collect.deny_networks.1" in message and "host bits set" in message
+
+
+def test_a_refused_feed_is_a_failed_feed_not_a_crash(engine: sa.Engine, tmp_path: Path) -> None:
+    url = "http://169.254.169.254/latest/meta-data/"
+    settings = make_settings(tmp_path, feeds=[{"name": "metadata", "url": url}])
+    result = Collector(settings, engine).collect_feed(settings.feed("metadata"))
+    assert result.status == "error" and result.reason == "refused"
+    state = get_feed(engine, "metadata")
+    assert state is not None and "169.254.169.254 is link-local or cloud metadata" in (state.last_error or "")
+
+
+def test_run_port_option_is_the_own_port_refused(sqlite_engine: sa.Engine, tmp_path: Path) -> None:
+    """`monitor run --port 8123` serves on 8123, so that is the port feeds must not point at."""
+    from monitor.cli._run import Runner
+
+    runner = Runner(make_settings(tmp_path), sqlite_engine, port=8123)
+    assert Collector(runner.settings, sqlite_engine).fetcher.policy.own_port == 8123
+    error = fetch_error(Collector(runner.settings, None).fetcher, "http://127.0.0.1:8123/api/articles")
+    assert error.reason == "refused" and "own HTTP port" in str(error)

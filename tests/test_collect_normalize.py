@@ -220,3 +220,29 @@ def test_a_link_shared_by_different_entries_is_not_used_as_their_identity() -> N
     items = [normalize_entry(e, now=NOW) for e in parsed.entries]
     inputs, duplicates = dedupe_entries(items, feed_name="site", not_article_urls=[parsed.link])
     assert duplicates == 0 and len({i.dedupe_key for i in inputs}) == 3
+
+
+BIDI_RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>t</title><link>https://feeds.example.com/</link>
+<item>
+  <title>Nvidia \u202eslips&#x202C; as &amp;#x2067;buyers&amp;#x2069; wait</title>
+  <link>https://example.com/a\u202e/b</link>
+  <guid isPermaLink="false">id-\u2066-1</guid>
+  <author>desk\u202d@example.com</author>
+  <description>&lt;p&gt;Shares \u202bfell\u202c &lt;b&gt;2%&lt;/b&gt;
+    \u2068today\u2069.&lt;/p&gt;</description>
+  <source url="https://wire.example.com/rss">Wire\u202e</source>
+</item>
+</channel></rss>""".encode()
+
+
+def test_bidi_controls_are_stripped_from_collected_text() -> None:
+    # An unterminated U+202E would show the "+0.01" printed after this title as "10.0+".
+    parsed = parse_feed(BIDI_RSS, "application/rss+xml")
+    entry = normalize_entry(parsed.entries[0], now=NOW, base_url="https://feeds.example.com/feed.xml")
+    assert entry is not None
+    assert entry.title == "Nvidia slips as buyers wait"
+    assert entry.summary == "Shares fell 2% today."
+    assert entry.url == "https://example.com/a/b"
+    assert (entry.guid, entry.author, entry.source) == ("id--1", "desk@example.com", "Wire")
+    assert html_to_text("x\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069y") == "xy"

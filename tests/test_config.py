@@ -105,3 +105,68 @@ def test_slack_urls_are_checked_without_echoing_the_secret(tmp_path: Path) -> No
     assert "sekrit" not in str(info.value)
     with pytest.raises(ConfigError, match="slack.api_url"):
         load_config(path, environ={"SLACK_API_URL": "ftp://127.0.0.1/api/"})
+
+
+def test_duplicate_keys_are_errors_naming_file_line_and_key(tmp_path: Path) -> None:
+    # PyYAML keeps the last value silently: `every: 1w` would replace `every: 5m`.
+    path = write(tmp_path, "feeds:\n  - name: a\n    url: https://x.test/rss\n    every: 5m\n    every: 1w\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    message = str(info.value)
+    assert str(path) in message
+    assert "duplicate key 'every' at line 5 (first at line 4)" in message
+
+
+def test_a_second_top_level_block_is_an_error(tmp_path: Path) -> None:
+    text = "topics:\n  nvidia: {keywords: [nvidia]}\nfeeds: []\ntopics:\n  tpu: {keywords: [tpu]}\n"
+    with pytest.raises(ConfigError, match=r"duplicate key 'topics' at line 4 \(first at line 1\)"):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    # `<<` copies keys that the mapping may then set again: that is YAML's merge, not a duplicate.
+    text = (
+        "feeds:\n  - &a {name: a, url: 'https://x.test/rss', every: 5m}\n  - {<<: *a, name: b, every: 30m}\n"
+    )
+    settings = load_config(write(tmp_path, text), environ={})
+    assert [(f.name, f.every) for f in settings.feeds] == [
+        ("a", timedelta(minutes=5)),
+        ("b", timedelta(minutes=30)),
+    ]
+
+
+def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "http: {port: 8001}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"MONITOR_HTTP_PORT": "abc"})
+    message = str(info.value)
+    assert "environment variable MONITOR_HTTP_PORT (sets http.port): " in message
+    assert "valid integer" in message
+    assert f"in {path}" not in message  # the file is fine
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"SLACK_WEBHOOK_URL": "hooks.slack.com/services/T1/B2/sekrit"})
+    assert "environment variable SLACK_WEBHOOK_URL (sets slack.webhook_url)" in str(info.value)
+    assert "sekrit" not in str(info.value)
+
+
+def test_file_and_environment_errors_are_told_apart(tmp_path: Path) -> None:
+    path = write(tmp_path, "http: {host: 127.0.0.1}\nlog_level: LOUD\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"MONITOR_HTTP_PORT": "99999"})
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"invalid configuration in {path} and the environment:"
+    assert any(line.startswith("  log_level: ") for line in lines)
+    assert any(
+        line.startswith("  environment variable MONITOR_HTTP_PORT (sets http.port): ") for line in lines
+    )
+
+
+def test_feed_topics_must_be_configured_topics(tmp_path: Path) -> None:
+    text = (
+        "topics: {nvidia: {keywords: [nvidia]}, tpu: {keywords: [tpu]}}\n"
+        "feeds:\n  - {name: a, url: 'https://x.test/rss', topics: [nvidia]}\n"
+        "  - {name: b, url: 'https://y.test/rss', topics: [tpu, no_such_topic]}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={})
+    assert "feeds.1.topics: unknown topic 'no_such_topic' (known: nvidia, tpu)" in str(info.value)

@@ -247,3 +247,66 @@ def test_dashboard_asks_for_the_token(driver, sqlite_engine, tmp_path) -> None: 
         assert len(driver.find_elements(By.CSS_SELECTOR, "svg.chart[data-topic='tpu'] circle.point")) == 1
     finally:
         stop()
+
+
+# Character x positions of each headline's score, in the order the characters are stored: on screen they
+# must run left to right ("+0.01", not "10.0+").
+_SCORE_XS = """
+return [...document.querySelectorAll(arguments[0])].map((li) => {
+  const node = li.querySelector('.score').firstChild;
+  return [...node.data].map((_, i) => {
+    const range = document.createRange();
+    range.setStart(node, i);
+    range.setEnd(node, i + 1);
+    return range.getBoundingClientRect().left;
+  });
+});
+"""
+RLO_TITLE = "Nvidia \u202eslips as buyers wait"  # an unterminated right-to-left override
+HEBREW_TITLE = "אנבידיה עולה"  # right-to-left letters, no control characters
+
+
+def test_bidi_controls_in_titles_do_not_reorder_scores(driver, sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+
+    at = datetime.now(UTC) - timedelta(hours=1)
+    seed(
+        sqlite_engine,
+        [
+            SeedArticle(RLO_TITLE, at, {"nvidia": 0.01}),
+            SeedArticle(HEBREW_TITLE, at + timedelta(minutes=1), {"nvidia": 0.02}, language="he"),
+        ],
+    )
+    base, stop = _serve(create_app(make_settings(tmp_path), sqlite_engine))
+    try:
+        driver.get(f"{base}/?topic=nvidia&range=24h")
+        assert _wait_loaded(driver) == "true", driver.find_element(By.ID, "status").text
+        items = driver.find_elements(By.CSS_SELECTOR, "[data-topic='nvidia'] .positive li")
+        scores = [li.find_element(By.CSS_SELECTOR, ".score").text for li in items]
+        assert scores == ["+0.02", "+0.01"]
+        for xs in driver.execute_script(_SCORE_XS, "[data-topic='nvidia'] .positive li"):
+            assert xs == sorted(xs), f"score characters drawn out of order: {xs}"
+        titles = [li.find_element(By.CSS_SELECTOR, "a").text for li in items]
+        assert titles == [HEBREW_TITLE, "Nvidia slips as buyers wait"]  # the control character is gone
+    finally:
+        stop()
+
+
+def test_docs_render_offline(driver, sqlite_engine, tmp_path) -> None:  # noqa: ANN001
+    """`/docs` draws Swagger UI with every asset from the app itself (it was blank offline: a CDN script)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, stop = _serve(create_app(make_settings(tmp_path), sqlite_engine))
+    try:
+        driver.get(f"{base}/docs")
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+        paths = {
+            e.text.replace("\u200b", "")
+            for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+        }
+        assert {"/api/sentiment", "/api/articles", "/readyz"} <= paths
+        loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded and all(url.startswith(base) for url in loaded), loaded
+    finally:
+        stop()

@@ -55,12 +55,12 @@ def test_feed_server_plays_back_with_recent_dates() -> None:
 
 @pytest.fixture(scope="module")
 def demo_classifier():  # noqa: ANN201
-    """The real model with the demo's topics (the multilingual backend off to keep the test quick)."""
+    """The real model with the demo's topics."""
     from monitor.classify import Classifier
     from monitor.config import ModelConfig
 
     settings = demo_settings("http://127.0.0.1:1", "sqlite://")
-    return Classifier.from_config(ModelConfig(multilingual=None, threads=2), settings.topics)
+    return Classifier.from_config(ModelConfig(threads=2, precision="fp32"), settings.topics)
 
 
 def test_demo_runs_the_whole_flow_offline(tmp_path, demo_classifier) -> None:  # noqa: ANN001

@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from alerthelp import add_article
-from conftest import make_settings
+from click.testing import CliRunner, Result
+from conftest import TOPICS, make_settings
 from pydantic import SecretStr
 from slackserver import DEFAULT_TOKEN, SlackServer
 from sqlmodel import Session
 
 from monitor.alerts import RuleEngine
+from monitor.cli import cli
 from monitor.logs import TextFormatter
 from monitor.notify import Deliverer
 from monitor.store import outbox
@@ -275,6 +279,61 @@ def test_hang_times_out_and_the_retry_does_not_duplicate(
     assert notes(engine)[0].slack_ts == slack_server.posts()[0].ts
 
 
+def _cli(tmp_path: Path, engine: sa.engine.Engine, server: SlackServer, *args: str) -> Result:
+    """`monitor --config <file for this database and the stand-in> ARGS`."""
+    config = tmp_path / "cli.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database_url": engine.url.render_as_string(hide_password=False),
+                "topics": TOPICS,
+                "alerts": [RULE],
+                "slack": {"bot_token": DEFAULT_TOKEN, "channel": "C0ALERTS1", "api_url": server.api_url},
+            }
+        ),
+        encoding="utf-8",
+    )
+    return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def test_redeliver_does_not_post_a_superseded_alert_as_news(
+    engine: sa.engine.Engine, tmp_path: Path, slack_server: SlackServer
+) -> None:
+    """Fired failed, then the resolved notice went out: re-sending the fired one would announce a firing
+    alert after its resolution. It is skipped, or sent only when asked and marked as history."""
+    settings = bot_settings(tmp_path, slack_server)
+    now = utcnow()
+    fire(engine, settings, now)
+    slack_server.fail("chat.postMessage", error="channel_not_found")
+    assert Deliverer(settings, engine).deliver_due(now).failed == 1
+    resolve(engine, settings, now + 5 * MIN)
+    assert Deliverer(settings, engine).deliver_due(now + 5 * MIN).delivered == 1
+    [resolved_post] = slack_server.posts()
+
+    # The alert history names why the fired notification failed (item 7).
+    shown = json.loads(_cli(tmp_path, engine, slack_server, "alerts", "--format", "json").stdout)
+    assert shown[0]["notification"] == "failed" and "channel_not_found" in shown[0]["notification_error"]
+
+    result = _cli(tmp_path, engine, slack_server, "alerts", "redeliver")
+    assert result.exit_code == 0, result.output
+    assert (
+        "skipped: superseded by resolved" in result.output
+        and "0 failed notification(s) queued" in result.output
+    )
+    assert [n.status for n in notes(engine)] == ["failed", "delivered"]
+    assert Deliverer(settings, engine).deliver_due(now + 10 * MIN).delivered == 0
+    assert slack_server.posts() == [resolved_post]  # nothing announced as firing after the resolution
+
+    result = _cli(tmp_path, engine, slack_server, "alerts", "redeliver", "--history")
+    assert "queued as history" in result.output
+    assert Deliverer(settings, engine).deliver_due(utcnow()).delivered == 1
+    late = slack_server.posts()[-1]
+    assert late.text.startswith("[History, sent late: this fired notice of ")
+    assert "the alert has since resolved" in late.text
+    assert late.blocks[0]["text"]["text"].startswith("🕘 HISTORY · ")
+    assert "History, sent late" in late.blocks[1]["text"]["text"]
+
+
 class Crash(BaseException):
     """The process dies here (not an Exception: nothing may catch it)."""
 
@@ -417,6 +476,27 @@ def test_mentions_in_headlines_ping_nobody_end_to_end(
         assert raw not in body
     assert "&lt;!channel&gt; Nvidia &amp; AMD tumble" in body
     assert "&lt;!here&gt; 英伟达 &lt;b&gt;暴跌&lt;/b&gt;" in body
+
+
+@pytest.mark.parametrize("headers_too", [False, True], ids=["body-trickles", "headers-trickle"])
+@pytest.mark.parametrize("mode", ["bot", "webhook"])
+def test_a_trickling_receiver_cannot_hold_a_delivery_past_the_timeout(
+    sqlite_engine: sa.engine.Engine, tmp_path: Path, slack_server: SlackServer, mode: str, headers_too: bool
+) -> None:
+    """One byte a second never lets a single read time out: the whole request is bounded instead."""
+    settings = (bot_settings if mode == "bot" else webhook_settings)(tmp_path, slack_server, timeout="2s")
+    now = utcnow()
+    fire(sqlite_engine, settings, now)
+    method = "chat.postMessage" if mode == "bot" else "webhook"
+    slack_server.fail(method, trickle=1.0, trickle_headers=headers_too)
+    started = time.monotonic()
+    report = Deliverer(settings, sqlite_engine).deliver_due(now)
+    elapsed = time.monotonic() - started
+    assert report.retried == 1
+    assert elapsed < 3.5, f"the delivery was held {elapsed:.1f}s with notify.timeout 2s"
+    [row] = notes(sqlite_engine)
+    assert row.status == "pending" and row.outcome_unknown  # it may have been posted: look before reposting
+    assert "no complete answer within 2s" in row.last_error
 
 
 # ----------------------------------------------------------------------------- webhook and console

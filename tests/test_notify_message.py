@@ -199,3 +199,25 @@ def test_retry_after_in_seconds_and_as_http_date() -> None:
     assert (
         parse_retry_after((now + timedelta(seconds=3)).strftime("%a, %d %b %Y %H:%M:%S GMT"), now=now) == 3.0
     )
+
+
+def test_bidi_controls_never_reach_slack_or_the_console() -> None:
+    # Stored before collection stripped them, or in the config: an unterminated U+202E in a title would
+    # show the "+0.01" after it as "10.0+"; U+2066-U+2069 isolates likewise reorder.
+    rlo = "\u202e"
+    headlines = [
+        {"title": f"Nvidia {rlo}slips", "url": "https://x.test/a", "source": f"Wire{rlo}", "score": 0.01},
+        {"title": "\u2067TPU\u2069 wins", "url": None, "source": "\u202bS\u202c", "score": -0.02},
+    ]
+    fired = payload(headlines=headlines, topic=f"nvidia{rlo}")
+    text, blocks = render_slack(fired, public_url="https://monitor.example.com/")
+    resolved_text, resolved_blocks = render_resolved_original(
+        fired, payload(kind="resolved", reason="cleared")
+    )
+    console = render_console(fired)
+    for shown in (all_text(blocks, text), all_text(resolved_blocks, resolved_text), console):
+        assert not any("\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069" for ch in shown)
+    lines = [b["text"]["text"] for b in blocks if b["type"] == "section"][2:]
+    assert lines[0] == "• <https://x.test/a|Nvidia slips> — _Wire_ · score +0.01"
+    assert lines[1] == "• TPU wins — _S_ · score -0.02"
+    assert "+0.01  Nvidia slips  [Wire]" in console

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from monitor.ops import check_data_dir, sqlite_path
-from monitor.store.db import DatabaseError
-from tests.conftest import PG_SERVER_URL
+from monitor.store.db import DatabaseError, check_writable, safe_url
+from tests.conftest import PG_SERVER_URL, drop_pg_database, make_pg_database
 from tests.feedserver import FeedServer
 from tests.procs import MonitorProcess, free_port, get_json, wait_for, write_config
 from tests.slackserver import SlackServer
@@ -136,3 +137,133 @@ def test_sigterm_during_slack_retry_wait_exits_promptly(tmp_path: Path, failure:
         assert code == 0, proc.output()[-2000:]
         assert seconds < 10
         assert slack.top_level() == []  # nothing was posted, so nothing can be lost: the row stays queued
+
+
+# ----------------------------------------------------------------------------- readiness while running
+
+
+def test_check_writable_reports_a_database_that_refuses_writes(engine, db_url) -> None:  # noqa: ANN001
+    """Reads still work, writes do not: a SQLite file whose write lock another process holds, a read-only
+    PostgreSQL. The probe says so, naming the database; it passes again once writes can start."""
+    check_writable(engine, timeout=0.5)
+    if engine.dialect.name == "sqlite":
+        other = sqlite3.connect(str(sqlite_path(db_url)), isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        release = other.close  # closing ends the transaction and its lock
+        expected = "database is locked"
+    else:
+        name = sa.engine.make_url(db_url).database
+        admin = sa.create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+
+        def release() -> None:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'ALTER DATABASE "{name}" RESET default_transaction_read_only'))
+            admin.dispose()
+
+        engine.dispose()  # new sessions pick the setting up
+        expected = "is read-only"
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT count(*) FROM alerts")).scalar()  # reads still work
+        started = time.monotonic()
+        with pytest.raises(DatabaseError, match=expected) as raised:
+            check_writable(engine, timeout=0.5)
+        assert time.monotonic() - started < 5
+        assert str(raised.value).startswith("database at ") and safe_url(db_url) in str(raised.value)
+    finally:
+        release()
+    engine.dispose()
+    check_writable(engine, timeout=0.5)
+
+
+def _ready(port: int) -> tuple[int, dict]:
+    status, body = get_json(f"http://127.0.0.1:{port}/readyz")
+    return status, body if isinstance(body, dict) else {}
+
+
+def _run_compact(tmp_path: Path, url: str, port: int) -> MonitorProcess:
+    """`monitor run` with the compact English model (quick to load), delivery every second, no feeds."""
+    config = write_config(
+        tmp_path / "monitor.yaml",
+        url,
+        model={"sentiment": "compact-en", "multilingual": None, "threads": 1},
+        notify={"deliver_every": "1s"},
+        http={"port": port},
+    )
+    return MonitorProcess(["run"], config, tmp_path / "run.log")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_schema_dropped_under_a_running_app_is_upgraded_again(tmp_path: Path, pg_server) -> None:
+    """The PostgreSQL schema is dropped and recreated empty under `monitor run`: jobs fail with `relation ...
+    does not exist`; /readyz must not say "ready, database ok" meanwhile, and the schema comes back (upgraded
+    again under the migration lock) without a restart."""
+    if pg_server is None:
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    from monitor.store.db import create_db_engine
+    from monitor.store.migrate import current_revision, head_revision
+
+    url = make_pg_database("monitor_dropped")
+    port = free_port()
+    proc = _run_compact(tmp_path, url, port)
+    engine = create_db_engine(url)
+    try:
+        wait_for(lambda: _ready(port)[0] == 200, 180, what="ready before the drop")
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+            connection.execute(sa.text("CREATE SCHEMA public"))
+        seen: list[dict] = []
+
+        def not_ready_then_ready() -> bool:
+            status, body = _ready(port)
+            if status == 503:
+                seen.append(body)
+            return status == 200 and bool(seen)
+
+        # Within one database check (15 s) the schema is back; until then /readyz names what is wrong.
+        wait_for(not_ready_then_ready, 60, interval=0.1, what="/readyz 503, then ready again")
+        problems = " | ".join(p for body in seen for p in body["problems"])
+        assert "database schema missing" in problems or "does not exist" in problems, problems
+        assert all(body["status"] == "not ready" for body in seen)
+        assert current_revision(engine) == head_revision()
+        assert any(
+            r.get("message", "").startswith("database schema missing")
+            and r["message"].endswith(": upgrading")
+            for r in proc.log_records()
+        ), proc.output()[-3000:]
+        code, seconds = proc.terminate()
+        assert code == 0 and seconds < 10
+    finally:
+        proc.close()
+        engine.dispose()
+        drop_pg_database(url)
+
+
+@pytest.mark.slow
+def test_locked_sqlite_database_makes_readyz_fail_until_released(tmp_path: Path) -> None:
+    """Another process holds the SQLite write lock: `SELECT 1` still answers, every write fails after the busy
+    timeout; /readyz reports it (503, `database is locked`) and recovers when the lock is released."""
+    path = tmp_path / "monitor.db"
+    port = free_port()
+    proc = _run_compact(tmp_path, f"sqlite:///{path}", port)
+    try:
+        wait_for(lambda: _ready(port)[0] == 200, 180, what="ready before the lock")
+        other = sqlite3.connect(str(path), isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            # The next database check waits the 30 s busy timeout, then fails (so do the deliveries).
+            status, body = wait_for(
+                lambda: (r := _ready(port))[0] == 503 and r, 90, interval=0.5, what="/readyz 503"
+            )
+            assert body["database"] == "ok"  # reads still work: only the writes fail
+            assert any("database is locked" in problem for problem in body["problems"]), body
+        finally:
+            other.close()
+        wait_for(lambda: _ready(port)[0] == 200, 60, what="ready after the lock is released")
+        code, seconds = proc.terminate()
+        assert code == 0 and seconds < 10
+    finally:
+        proc.close()

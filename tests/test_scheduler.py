@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,12 +43,19 @@ class RecordingPipeline:
     def deliver(self) -> None:
         self.deliveries += 1
 
-    def score_missing(self) -> int:
+    def score_missing(self, **_options: object) -> int:
         return 0
 
     def count(self, name: str) -> int:
         with self._lock:
             return self.calls.count(name)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def settings_for(tmp_path: Path, feeds: list[dict], **extra: object):  # noqa: ANN201
@@ -68,7 +76,9 @@ def test_jobs_and_their_options(sqlite_engine: sa.Engine, tmp_path: Path) -> Non
     scheduler = MonitorScheduler(settings, sqlite_engine, pipeline)
     scheduler.start()
     try:
+        wait_until(lambda: not scheduler.recovering.is_set())  # the one-shot `recover` job has run
         assert scheduler.job_ids() == [
+            "database-check",
             "deliver",
             "evaluate",
             "feed:a",

@@ -1,8 +1,10 @@
 """The HTTP server: health probes, Prometheus metrics, the JSON API and the dashboard.
 
 `monitor run` builds it with `create_app(settings, engine, status)` and serves it with uvicorn in the
-same process as the scheduler. Probes (`/healthz`, `/readyz`) and `/metrics` are always open; `/api/*`
-needs `Authorization: Bearer <token>` when `http.api_token` / `MONITOR_API_TOKEN` is set.
+same process as the scheduler. Probes (`/healthz`, `/readyz`) are always open and name no feed, rule or
+count; `/api/*` needs `Authorization: Bearer <token>` when `http.api_token` / `MONITOR_API_TOKEN` is set,
+and so does `/metrics` with `http.metrics_require_token`. `/docs` serves Swagger UI from the
+`fastapi-offline` package: nothing is fetched from a CDN, so it works offline.
 """
 
 from __future__ import annotations
@@ -17,21 +19,25 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.engine import Engine
 
 from monitor import __version__, metrics
 from monitor.api import routes
 from monitor.api.auth import make_token_check
+from monitor.api.limits import QueryGate
 from monitor.api.metrics_view import render
 from monitor.config import Settings
 from monitor.params import ParamError
 from monitor.status import RuntimeStatus
-from monitor.store.db import DatabaseError, check_connection
+from monitor.store.db import DatabaseError, check_connection, error_reason
+from monitor.store.migrate import schema_problem
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+DOCS_ASSETS = "/docs/static"  # Swagger UI's script, style sheet and icon, from the fastapi-offline package
 
 DESCRIPTION = """News and sentiment monitor for the AI-chip market.
 
@@ -46,12 +52,13 @@ def create_app(settings: Settings, engine: Engine, status: RuntimeStatus | None 
     """The FastAPI application over one database engine; `status` feeds the health probes."""
     status = status or RuntimeStatus()
     token = settings.http.api_token.get_secret_value() if settings.http.api_token else None
-    app = FastAPI(
+    app = FastAPIOffline(
         title="AI-chip news sentiment monitor",
         version=__version__,
         description=DESCRIPTION,
         docs_url="/docs",
         redoc_url=None,
+        static_url=DOCS_ASSETS,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -97,16 +104,13 @@ def create_app(settings: Settings, engine: Engine, status: RuntimeStatus | None 
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     @app.get(
-        "/readyz", tags=["operations"], summary="Readiness: the database answers and the model is loaded"
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: the database answers at this version's schema, the model is loaded, jobs succeed",
     )
     def readyz() -> JSONResponse:
-        problems = list(status.ready_problems())
-        try:
-            check_connection(engine)
-            database = "ok"
-        except DatabaseError as exc:
-            database = "unreachable"
-            problems.append(str(exc))
+        database, problems = _database_readiness(engine)
+        problems = status.ready_problems() + problems
         body = {
             "status": "ready" if not problems else "not ready",
             "database": database,
@@ -115,13 +119,24 @@ def create_app(settings: Settings, engine: Engine, status: RuntimeStatus | None 
         }
         return JSONResponse(body, status_code=200 if not problems else 503)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text exposition format)")
+    token_check = Depends(make_token_check(token))
+    metrics_guard = [token_check] if settings.http.metrics_require_token else []
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics (text exposition format)",
+        dependencies=metrics_guard,
+    )
     def prometheus() -> Response:
         return Response(render(engine), media_type=CONTENT_TYPE_LATEST)
 
     # ------------------------------------------------------------------ the API (token when configured)
 
-    app.include_router(routes.router, prefix="/api", dependencies=[Depends(make_token_check(token))])
+    gate = QueryGate(settings.http.max_concurrent_queries, settings.http.query_wait)
+    app.state.query_gate = gate
+    # The token first: a request without it is refused at once, without taking a query slot.
+    app.include_router(routes.router, prefix="/api", dependencies=[token_check, Depends(gate.slot)])
 
     # ------------------------------------------------------------ the dashboard (open page, protected data)
 
@@ -131,3 +146,15 @@ def create_app(settings: Settings, engine: Engine, status: RuntimeStatus | None 
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _database_readiness(engine: Engine) -> tuple[str, list[str]]:
+    """("ok" | "unreachable" | "schema", problems): the database answers, at the schema this version needs."""
+    try:
+        check_connection(engine)
+        problem = schema_problem(engine)
+    except DatabaseError as exc:
+        return "unreachable", [str(exc)]
+    except Exception as exc:  # noqa: BLE001 - e.g. the schema vanished between the two queries
+        return "unreachable", [f"database error: {error_reason(exc)}"]
+    return ("ok", []) if problem is None else ("schema", [problem])

@@ -33,6 +33,9 @@ UNTIL_HELP = "End (exclusive): a duration back from now or an ISO 8601 date/time
 TOPIC_HELP = (
     "Topic name; repeat (`topic=a&topic=b`) or separate with commas. Default: every configured topic."
 )
+# Points (topics x buckets) in one /api/sentiment response: 90 days of hours for four topics fit; a
+# request beyond answers 422 instead of building megabytes of JSON on the scheduler's CPU.
+MAX_POINTS = 10_000
 
 
 def _topics(request: Request, topic: list[str] | None) -> list[str]:
@@ -87,6 +90,7 @@ class SentimentResponse(BaseModel):
     response_model=SentimentResponse,
     tags=["queries"],
     summary="Per-topic sentiment history (the data of `monitor history`)",
+    description=f"At most {MAX_POINTS:,} points (topics x buckets) per response; more answers 422.",
 )
 def sentiment(
     request: Request,
@@ -98,7 +102,7 @@ def sentiment(
 ) -> dict[str, Any]:
     selected = _topics(request, topic)
     start, end = time_range(since, until)
-    points = history(request.app.state.engine, selected, start, end, bucket, tz)
+    points = history(request.app.state.engine, selected, start, end, bucket, tz, max_points=MAX_POINTS)
     return {
         "since": isoformat(start),
         "until": isoformat(end),
@@ -125,6 +129,9 @@ class AlertEpisode(BaseModel):
     reminders: int
     reason: str | None
     notification: str | None = Field(description="Delivery status of the 'fired' notification.")
+    notification_error: str | None = Field(
+        description="Why the 'fired' notification's last attempt failed, as stored (null once delivered)."
+    )
     fingerprint: str
 
 

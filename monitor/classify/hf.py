@@ -1,6 +1,7 @@
 """The torch backend: any `transformers` sequence-classification model, or the project's shipped one.
 
-`load_backend(spec, ...)` takes "default" (the model in models/sentiment-en), a local folder (a shipped
+`load_backend(spec, ...)` takes "compact-en" (the project's compact English model in models/sentiment-en,
+article-level sentiment only; also "default" when called directly), a local folder (a shipped
 model with manifest.json, or a regular Hugging Face folder) or a Hugging Face hub id. Labels are mapped
 from the model's own `id2label`; a model that is not a sentiment model, or cannot be loaded (offline),
 raises ModelError naming it and saying how to provide it.
@@ -26,6 +27,7 @@ from monitor.classify.text import length_batches
 log = logging.getLogger(__name__)
 
 DEFAULT_SPEC = "default"
+COMPACT_SPEC = "compact-en"  # `model.sentiment` value that selects models/sentiment-en
 _threads_configured = False
 
 
@@ -169,11 +171,11 @@ def _reason(exc: BaseException) -> str:
 
 def load_model(spec: str) -> tuple[Any, Any, str, str, int | None]:
     """(model, tokenizer, name, version, trained max_length or None) for "default", a folder or a hub id."""
-    if spec == DEFAULT_SPEC:
+    if spec in (DEFAULT_SPEC, COMPACT_SPEC):
         path = DEFAULT_MODEL_DIR
         if not is_shipped_dir(path):
             raise ModelError(
-                f"the default sentiment model is missing from {path} (manifest.json not found): "
+                f"the compact English sentiment model is missing from {path} (manifest.json not found): "
                 "reinstall the project, or retrain it with `python models/train_sentiment.py`"
             )
     else:

@@ -22,10 +22,13 @@ def rescore_stored(
     batch_size: int = 256,
     limit: int | None = None,
     on_page: Callable[[int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> int:
-    """Score every matching stored article (at most `limit`); returns how many were scored."""
+    """Score every matching stored article (at most `limit`); returns how many were scored.
+
+    `stop` is asked before each page, so a long run (a start-up backlog) ends promptly on shutdown."""
     done, after_id = 0, 0
-    while limit is None or done < limit:
+    while (limit is None or done < limit) and not (stop is not None and stop()):
         page = articles_to_rescore(
             engine,
             since=since,
@@ -55,3 +58,16 @@ def rescore_stored(
         if on_page is not None:
             on_page(done)
     return done
+
+
+def stale_scores(classifier, engine: Engine) -> dict[str, int]:  # noqa: ANN001 - monitor.classify.Classifier
+    """Stored scores made by a model other than those loaded now ("name@version": count), for a start-up note
+    that `monitor rescore` brings the stored history onto the current model."""
+    from monitor.store.scores import score_counts_by_model
+
+    current = {(m["name"], m["version"]) for m in classifier.describe()["models"].values()}
+    return {
+        f"{name}@{version}": count
+        for (name, version), count in score_counts_by_model(engine).items()
+        if (name, version) not in current
+    }

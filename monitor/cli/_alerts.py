@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import click
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from monitor.cli._common import (
@@ -16,7 +18,10 @@ from monitor.cli._common import (
     time_range,
     until_option,
 )
-from monitor.timeutil import utcnow
+from monitor.timeutil import isoformat, utcnow
+
+if TYPE_CHECKING:
+    from monitor.store.outbox import FailedNotification
 
 ALERT_COLUMNS = (
     "rule",
@@ -30,8 +35,10 @@ ALERT_COLUMNS = (
     "articles",
     "reminders",
     "notification",
+    "notification_error",
     "reason",
 )
+REDELIVER_COLUMNS = ("id", "rule", "topic", "kind", "at", "action", "error")
 REPLAY_COLUMNS = ("at", "rule", "topic", "event", "value", "threshold", "articles", "reason")
 RULE_COLUMNS = (
     "name",
@@ -83,14 +90,109 @@ def alerts(ctx: click.Context, since: str, until: str | None, state: str | None,
 
 
 @alerts.command("redeliver")
+@click.option(
+    "--id", "ids", type=int, multiple=True, help="Only this notification (repeatable; see --dry-run)."
+)
+@click.option("--rule", "rule_names", multiple=True, help="Only notifications of this rule (repeatable).")
+@since_option(None)
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Also send notifications that later transitions of their alert superseded, marked as history.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be queued and skipped; change nothing.")
 @click.pass_obj
 @handle_errors
-def redeliver(app: App) -> None:
-    """Queue failed notifications again (after fixing the Slack settings); `run`/`collect` send them."""
-    from monitor.store.outbox import requeue_failed
+def redeliver(
+    app: App,
+    ids: tuple[int, ...],
+    rule_names: tuple[str, ...],
+    since: str | None,
+    history: bool,
+    dry_run: bool,
+) -> None:
+    """Queue failed notifications again (after fixing the Slack settings); `run`/`collect` send them.
 
-    count = requeue_failed(app.engine(), utcnow())
-    click.echo(f"{count} failed notification(s) queued again")
+    A failed notification that a later transition of its alert superseded (a `fired` whose alert has
+    resolved since, a resolved notice followed by a new episode) would post the past as the present: it is
+    skipped, or with --history sent marked as history. Each notification considered is listed.
+    """
+    from monitor.store import outbox
+
+    engine = app.engine()
+    _check_rules(app, rule_names)
+    start, _ = time_range(since, None)
+    rows = outbox.failed(engine, ids=ids, rules=rule_names, since=start)
+    _check_ids(engine, ids, rows)
+    queued = set() if dry_run else set(outbox.requeue(engine, rows, utcnow(), history=history))
+    emit([_redelivery_row(row, history, dry_run, queued) for row in rows], "table", REDELIVER_COLUMNS)
+    sent = [row for row in rows if row.current or history]
+    skipped = len(rows) - len(sent)
+    if dry_run:
+        click.echo(f"dry run: {len(sent)} failed notification(s) would be queued again")
+    else:
+        click.echo(f"{len(queued)} failed notification(s) queued again")
+    if skipped:
+        click.echo(
+            f"{skipped} skipped: later transitions superseded them (--history sends them marked as history)"
+        )
+
+
+def _check_rules(app: App, names: tuple[str, ...]) -> None:
+    """Configured rules, and rules that left the configuration but have stored alerts."""
+    from monitor.store.alerts import rule_names
+
+    if not names:
+        return
+    known = {r.name for r in app.settings.alerts} | rule_names(app.engine())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown rule(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})",
+            param_hint="--rule",
+        )
+
+
+def _check_ids(engine: Engine, ids: tuple[int, ...], rows: list[FailedNotification]) -> None:
+    """Each --id must name a failed notification (of the other filters): say what it is instead."""
+    from monitor.store import outbox
+
+    found = {row.id for row in rows}
+    for notification_id in ids:
+        if notification_id in found:
+            continue
+        row = outbox.get(engine, notification_id)
+        if row is None:
+            raise click.BadParameter(f"no notification {notification_id}", param_hint="--id")
+        if row.status != "failed":
+            raise click.BadParameter(
+                f"notification {notification_id} is {row.status}, not failed", param_hint="--id"
+            )
+        raise click.BadParameter(
+            f"notification {notification_id} does not match --rule/--since", param_hint="--id"
+        )
+
+
+def _redelivery_row(
+    row: FailedNotification, history: bool, dry_run: bool, queued: set[int]
+) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "rule": row.rule,
+        "topic": row.topic,
+        "kind": row.kind,
+        "at": row.created_at,
+        "action": _action(row, history, dry_run, queued),
+        "error": row.error,
+    }
+
+
+def _action(row: FailedNotification, history: bool, dry_run: bool, queued: set[int]) -> str:
+    if not row.current and not history:
+        return f"skipped: superseded by {row.superseded_by} of {isoformat(row.superseded_at)}"
+    if not dry_run and row.id not in queued:
+        return "not queued: changed meanwhile"
+    return ("would queue" if dry_run else "queued") + ("" if row.current else " as history")
 
 
 @click.group("rules")

@@ -110,7 +110,7 @@ def score_command(app: App, texts: tuple[str, ...], language: str | None, output
             "label": r.label,
             "score": r.score,
             "confidence": r.confidence,
-            "topics": ", ".join(f"{t.name} {t.sentiment:+.2f}" for t in r.topics),
+            "topics": ", ".join(f"{t.name} {t.sentiment:+.2f} ({t.basis})" for t in r.topics),
             "model": r.model_name,
             "text": text,
         }

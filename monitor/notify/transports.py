@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.error import URLError
 
-from slack_sdk import WebClient, WebhookClient
 from slack_sdk.errors import SlackApiError
 
 from monitor.config import Settings
+from monitor.notify.bounded import BoundedWebClient, BoundedWebhookClient
 from monitor.notify.message import render_console, render_resolved_original, render_slack
 from monitor.timeutil import utcnow
 
@@ -198,9 +198,9 @@ class WebhookTransport:
     def __init__(self, settings: Settings) -> None:
         assert settings.slack.webhook_url is not None
         self.public_url = settings.http.public_url
-        self.client = WebhookClient(
+        self.client = BoundedWebhookClient(
             settings.slack.webhook_url.get_secret_value(),
-            timeout=max(1, round(settings.notify.timeout.total_seconds())),
+            total_timeout=settings.notify.timeout.total_seconds(),  # the whole request, not each read
             retry_handlers=[],
             logger=_sdk_log,
         )
@@ -237,9 +237,9 @@ class BotTransport:
         kwargs: dict[str, Any] = {}
         if settings.slack.api_url:
             kwargs["base_url"] = settings.slack.api_url.rstrip("/") + "/"
-        self.client = WebClient(
+        self.client = BoundedWebClient(
             token=settings.slack.bot_token.get_secret_value(),
-            timeout=max(1, round(settings.notify.timeout.total_seconds())),
+            total_timeout=settings.notify.timeout.total_seconds(),  # the whole request, not each read
             retry_handlers=[],
             logger=_sdk_log,
             **kwargs,
@@ -279,7 +279,8 @@ class BotTransport:
         }
         if thread_ts:
             args["thread_ts"] = thread_ts
-            args["reply_broadcast"] = job.kind == "reminder"
+            # A reminder is shown in the channel too; one sent late as history stays in its thread.
+            args["reply_broadcast"] = job.kind == "reminder" and not job.payload.get("history")
         response = self._call(self.client.chat_postMessage, **args)
         return Sent(channel=response.get("channel") or channel, ts=response.get("ts"))
 

@@ -150,6 +150,7 @@ class Episode:
     reminders: int = 0
     reason: str | None = None
     notification: str | None = None  # delivery status of the fired notification
+    notification_error: str | None = None  # the stored reason its last attempt failed (until delivered)
     event_ids: list[int] = field(default_factory=list)
 
     def as_row(self) -> dict[str, Any]:
@@ -166,6 +167,7 @@ class Episode:
             "reminders": self.reminders,
             "reason": self.reason,
             "notification": self.notification,
+            "notification_error": self.notification_error,
             "fingerprint": self.fingerprint,
         }
 
@@ -208,11 +210,12 @@ def episodes(session: Session, since: datetime | None = None, until: datetime | 
     result = done + list(current.values())
     by_event = {event_id: episode for episode in result for event_id in episode.event_ids}
     if by_event:
-        query = sa.select(Notification.alert_event_id, Notification.status).where(
+        query = sa.select(Notification.alert_event_id, Notification.status, Notification.last_error).where(
             Notification.alert_event_id.in_(list(by_event)), Notification.kind == "fired"
         )
-        for event_id, status in session.execute(query):
+        for event_id, status, error in session.execute(query):
             by_event[event_id].notification = status
+            by_event[event_id].notification_error = error if status != "delivered" else None
     result.sort(key=lambda e: (e.started_at, e.rule))
     return result
 

@@ -89,11 +89,48 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def error_reason(exc: BaseException) -> str:
+    """The first line of a driver error: the SQL and parameters after it stay out of probes and logs."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def check_connection(engine: Engine) -> None:
     """Raise DatabaseError with a clear message when the database cannot be reached."""
     try:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"database unreachable at {safe_url(str(engine.url))}: {reason}") from None
+        raise DatabaseError(
+            f"database unreachable at {safe_url(str(engine.url))}: {error_reason(exc)}"
+        ) from None
+
+
+def check_writable(engine: Engine, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
+    """Raise DatabaseError when a write transaction cannot start, even though reads may still work.
+
+    A SQLite file whose write lock another process holds longer than `timeout` (the busy timeout every write
+    waits), or a PostgreSQL that is read-only (a hot standby, `default_transaction_read_only`): `SELECT 1`
+    succeeds while every write fails. Nothing is written: SQLite takes the write lock and releases it.
+    """
+    try:
+        with engine.connect() as connection:
+            if is_sqlite(engine):
+                _sqlite_write_lock(connection, timeout)
+            elif connection.exec_driver_sql("SHOW transaction_read_only").scalar() == "on":
+                raise DatabaseError(f"database at {safe_url(str(engine.url))} is read-only: writes fail")
+    except DatabaseError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise DatabaseError(
+            f"database at {safe_url(str(engine.url))} refuses writes: {error_reason(exc)}"
+        ) from None
+
+
+def _sqlite_write_lock(connection: sa.Connection, timeout: float) -> None:
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # the lock a write needs, within the busy timeout
+        connection.exec_driver_sql("ROLLBACK")
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

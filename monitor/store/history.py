@@ -376,11 +376,13 @@ def history(
     until: datetime,
     bucket: str = "1h",
     tz: str = "UTC",
+    max_points: int | None = None,
 ) -> list[HistoryPoint]:
     """Per topic and bucket over [since, until): articles, mean sentiment, negative and positive shares.
 
     Topics are returned in the given order, buckets in time order, empty buckets with 0 articles and
-    None means. Raises HistoryError (naming the parameter) for a bad range, bucket or time zone.
+    None means. Raises HistoryError (naming the parameter) for a bad range, bucket or time zone, and
+    before any query when topics x buckets exceed `max_points` (the API's cap on one response).
     """
     zone = _zone(tz)
     since, until = as_utc(since), as_utc(until)
@@ -393,6 +395,13 @@ def history(
             f"the range needs more than {MAX_BUCKETS} {bucket} buckets per topic; use a larger bucket",
         )
     topics = list(dict.fromkeys(topics))
+    if max_points is not None and len(topics) * len(starts) > max_points:
+        raise HistoryError(
+            "bucket",
+            f"{len(topics)} topic(s) x {len(starts)} {bucket} buckets = {len(topics) * len(starts)} points, "
+            f"more than the {max_points} one response may hold; use a larger bucket, a shorter range "
+            "or fewer topics",
+        )
     sums = {topic: [[0, 0.0, 0, 0] for _ in starts] for topic in topics}
     if topics and starts:
         if isinstance(engine, Connection):

@@ -1,7 +1,12 @@
-"""Schema migrations (Alembic) behind `monitor db upgrade`; `run` and `collect` call `upgrade` on start."""
+"""Schema migrations (Alembic) behind `monitor db upgrade`; `run` and `collect` call `upgrade` on start.
+
+`monitor run` also checks the schema while it runs (`ensure_schema`, and `/readyz` through `schema_problem`):
+a database dropped and recreated empty under a running process is upgraded again instead of failing every job.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -14,6 +19,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+
+from monitor.store.db import DatabaseError, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +65,54 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def head_revision(engine: Engine) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+def head_revision(_engine: Engine | None = None) -> str | None:
+    """The revision this version of the code expects (the same for every database)."""
+    return _script().get_current_head()
+
+
+@functools.cache
+def _script() -> ScriptDirectory:
+    # Read once: /readyz asks on every probe.
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config)
+
+
+def _known(revision: str) -> bool:
+    try:
+        return _script().get_revision(revision) is not None
+    except Exception:  # noqa: BLE001 - alembic raises for a revision it has never heard of
+        return False
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why the schema does not fit this version (missing, behind or ahead of it); None when it is at head."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return None
+    where = safe_url(str(engine.url))
+    if current is None:
+        return f"database schema missing at {where} (no alembic_version); expected revision {head}"
+    if _known(current):
+        return f"database schema at {where} is at revision {current}, behind this version's {head}"
+    return (
+        f"database schema at {where} is at revision {current}, unknown to this version (head {head}): "
+        "a newer version migrated it; upgrade this replica"
+    )
+
+
+def ensure_schema(engine: Engine) -> str | None:
+    """Upgrade again (under the migration lock) a schema that is missing or behind, e.g. a database dropped
+    and recreated empty under a running process. A schema ahead of this version raises DatabaseError: it is
+    never downgraded."""
+    problem = schema_problem(engine)
+    if problem is None:
+        return head_revision()
+    current = current_revision(engine)
+    if current is not None and not _known(current):
+        raise DatabaseError(problem)
+    log.warning("%s: upgrading", problem, extra={"revision": current})
+    return upgrade(engine)
 
 
 def upgrade(engine: Engine) -> str | None:

@@ -12,6 +12,8 @@ Life of a row: pending -> sending -> delivered | pending (retry later) | failed.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +23,8 @@ from sqlmodel import Session
 
 from monitor.store import alerts as alert_store
 from monitor.store.db import session_scope
-from monitor.store.tables import Notification
+from monitor.store.tables import AlertEvent, Notification
+from monitor.timeutil import isoformat
 
 UNSETTLED = ("pending", "sending")
 _table = Notification.__table__
@@ -187,14 +190,100 @@ def latest_channel_id(engine: Engine) -> str | None:
         ).scalar()
 
 
-def requeue_failed(engine: Engine, now: datetime) -> int:
-    """Put failed rows back in the queue (after fixing the Slack settings)."""
+# A later notification of the same alert than the row in `_table` (correlated subqueries).
+_later = _table.alias("later")
+_is_later = sa.and_(_later.c.fingerprint == _c.fingerprint, _later.c.id > _c.id)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedNotification:
+    """A failed outbox row, and the next notification of its alert if there is one.
+
+    A row with a later notification is the past: its `fired` or `reminder` is followed by a resolved
+    notice, or its resolved notice by a new episode. Sent now, it would read as the present.
+    """
+
+    id: int
+    fingerprint: str
+    rule: str
+    topic: str
+    kind: str
+    created_at: datetime
+    error: str | None
+    superseded_by: str | None = None  # kind of the alert's next notification
+    superseded_at: datetime | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.superseded_by is None
+
+
+def failed(
+    engine: Engine,
+    *,
+    ids: Sequence[int] = (),
+    rules: Sequence[str] = (),
+    since: datetime | None = None,
+) -> list[FailedNotification]:
+    """Failed rows (of these ids, rules, created since), oldest first, each with what superseded it."""
+    events = AlertEvent.__table__.c
+    next_id = sa.select(sa.func.min(_later.c.id)).where(_is_later).scalar_subquery()
+    query = (
+        sa.select(
+            _c.id, _c.fingerprint, events.rule, events.topic, _c.kind, _c.created_at, _c.last_error, next_id
+        )
+        .join(AlertEvent.__table__, events.id == _c.alert_event_id)
+        .where(_c.status == "failed")
+        .order_by(_c.id)
+    )
+    if ids:
+        query = query.where(_c.id.in_(list(ids)))
+    if rules:
+        query = query.where(events.rule.in_(list(rules)))
+    if since is not None:
+        query = query.where(_c.created_at >= since)
+    with Session(engine) as session:
+        rows = session.execute(query).all()
+        nexts = _kinds_and_times(session, [row[-1] for row in rows if row[-1] is not None])
+    return [FailedNotification(*row[:-1], *nexts.get(row[-1], (None, None))) for row in rows]
+
+
+def _kinds_and_times(session: Session, ids: list[int]) -> dict[int, tuple[str, datetime]]:
+    query = sa.select(_c.id, _c.kind, _c.created_at).where(_c.id.in_(ids))
+    return {row.id: (row.kind, row.created_at) for row in session.execute(query)}
+
+
+def requeue(
+    engine: Engine, rows: Sequence[FailedNotification], now: datetime, *, history: bool = False
+) -> list[int]:
+    """Queue `rows` again (if still failed); the ids queued. Superseded rows only with `history`, and
+    then marked in their payload so every transport renders them as the past, not as news. A row that
+    a transition superseded since `rows` were read stays failed."""
+    queued: list[int] = []
     with session_scope(engine) as session:
-        return session.execute(
-            sa.update(_table)
-            .where(_c.status == "failed")
-            .values(status="pending", attempts=0, next_attempt_at=now)
-        ).rowcount
+        for row in rows:
+            if not row.current and not history:
+                continue
+            update = sa.update(_table).where(_c.id == row.id, _c.status == "failed")
+            values: dict[str, Any] = {"status": "pending", "attempts": 0, "next_attempt_at": now}
+            if row.current:
+                update = update.where(~sa.select(_later.c.id).where(_is_later).exists())
+            else:
+                values["payload"] = _as_history(session, row)
+            if session.execute(update.values(**values)).rowcount:
+                queued.append(row.id)
+    return queued
+
+
+def _as_history(session: Session, row: FailedNotification) -> str:
+    payload = json.loads(session.execute(sa.select(_c.payload).where(_c.id == row.id)).scalar_one())
+    payload["history"] = {"superseded_by": row.superseded_by, "superseded_at": isoformat(row.superseded_at)}
+    return json.dumps(payload, ensure_ascii=False)
+
+
+def requeue_failed(engine: Engine, now: datetime) -> int:
+    """Queue again every failed row that is still current (superseded ones stay failed)."""
+    return len(requeue(engine, failed(engine), now))
 
 
 def count_by_status(connection: sa.Connection) -> dict[str, int]:

@@ -1,6 +1,8 @@
 // Dashboard: one card per topic with a sentiment line over volume bars, alert bands and headlines.
 // No dependencies. Every piece of data reaches the page through textContent or setAttribute, never
-// innerHTML, so headlines (including ones that look like markup) are always shown as text.
+// innerHTML, so headlines (including ones that look like markup) are always shown as text. Text loses its
+// bidi controls (`shown`), and each headline and score is its own bidi isolate (dir attributes), so neither a
+// right-to-left title nor a stray override can draw "+0.01" as "10.0+".
 "use strict";
 
 (function () {
@@ -15,17 +17,21 @@
 
   const $ = (id) => document.getElementById(id);
 
+  // Bidi embedding, override and isolate controls: the ranges of monitor/textsafe.py.
+  const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+  const shown = (text) => String(text).replace(BIDI_CONTROLS, "");
+
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (text !== undefined && text !== null) node.textContent = shown(text);
     return node;
   }
 
   function svg(tag, attrs, text) {
     const node = document.createElementNS(SVG, tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (text !== undefined && text !== null) node.textContent = shown(text);
     return node;
   }
 
@@ -48,7 +54,7 @@
 
   function setStatus(text, isError) {
     const node = $("status");
-    node.textContent = text || "";
+    node.textContent = shown(text || "");
     node.className = isError ? "error" : "";
   }
 
@@ -202,10 +208,11 @@
       const li = el("li", { "data-article-id": a.id });
       const href = safeHref(a.url);
       const text = a.title || "(untitled)";
-      if (href) li.appendChild(el("a", { href, target: "_blank", rel: "noopener noreferrer" }, text));
-      else li.appendChild(el("span", {}, text));
+      // dir="auto": a title takes its own direction, inside an isolate that cannot move the score after it
+      if (href) li.appendChild(el("a", { href, target: "_blank", rel: "noopener noreferrer", dir: "auto" }, text));
+      else li.appendChild(el("span", { dir: "auto" }, text));
       const s = a.topic_sentiment !== undefined && a.topic_sentiment !== null ? a.topic_sentiment : a.score;
-      li.appendChild(el("span", { class: "score " + (s < 0 ? "neg" : "pos") }, fmtScore(s)));
+      li.appendChild(el("span", { class: "score " + (s < 0 ? "neg" : "pos"), dir: "ltr" }, fmtScore(s)));
       const meta = [a.source || a.feed, a.happened_at ? fmtTime(a.happened_at, true) : null].filter(Boolean).join(" · ");
       if (meta) li.appendChild(el("div", { class: "score" }, meta));
       list.appendChild(li);
@@ -228,8 +235,8 @@
     ]);
     const total = history.points.reduce((n, p) => n + p.articles, 0);
     const weighted = history.points.reduce((s, p) => s + (p.mean_sentiment === null ? 0 : p.mean_sentiment * p.articles), 0);
-    summary.textContent = `${total} articles · mean sentiment ${total ? fmtScore(weighted / total) : "–"}` +
-      (topic.description ? " · " + topic.description : "");
+    summary.textContent = shown(`${total} articles · mean sentiment ${total ? fmtScore(weighted / total) : "–"}` +
+      (topic.description ? " · " + topic.description : ""));
     card.appendChild(drawChart(topic.name, history.points, alerts.items, history.since, history.until));
     if (alerts.items.length) {
       const list = el("ul", { class: "alerts-list" });
