@@ -95,7 +95,7 @@ def create_app(settings: Settings, engine: Engine, status: RuntimeStatus | None 
             },
         )
 
-    # ------------------------------------------------------------------ probes and metrics (open)
+    # ---------------------------------------------- probes (open) and metrics (token with the switch)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process and its scheduler are alive")
     def healthz() -> JSONResponse:

@@ -16,6 +16,7 @@ text into chunks well under that. Embeddings agree with the engine's to cosine 0
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -162,6 +163,9 @@ class UnigramTokenizer:
 
         The offsets let a caller pool over the tokens of a phrase found in the raw text (a topic's mention);
         normalisation and space collapsing are tracked character by character, so ids equal the engine's.
+        No piece of the vocabulary holds a metaspace after its first character, so the best segmentation of
+        the whole text is the best segmentation of each space-started word: words are segmented once and
+        cached (news repeats its words), which makes tokenizing several times faster.
         """
         chars: list[str] = []
         origin: list[int] = []
@@ -174,7 +178,23 @@ class UnigramTokenizer:
         if not chars or chars[0] != " ":
             chars.insert(0, " ")
             origin.insert(0, 0)
-        pieces = [(_META if ch == " " else ch).encode("utf-8") for ch in chars]
+        ids: list[int] = []
+        spans: list[tuple[int, int]] = []
+        start = 0
+        while start < len(chars):
+            end = start + 1
+            while end < len(chars) and chars[end] != " ":
+                end += 1
+            for idx, first, last in self._segment(_META + "".join(chars[start + 1 : end])):
+                ids.append(idx)
+                spans.append((origin[start + first], origin[start + last - 1] + 1))
+            start = end
+        return ids, spans
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one tokenizer per process; the cache is the point
+    def _segment(self, word: str) -> tuple[tuple[int, int, int], ...]:
+        """Viterbi over one metaspace-started word: (id, first char, end char) per piece."""
+        pieces = [ch.encode("utf-8") for ch in word]
         n = len(pieces)
         best = [-1e30] * (n + 1)
         back: list[tuple[int, int]] = [(0, 0)] * (n + 1)
@@ -198,17 +218,13 @@ class UnigramTokenizer:
             if base + self.unk_score > best[i + 1]:
                 best[i + 1] = base + self.unk_score
                 back[i + 1] = (unk, i)
-        out: list[int] = []
-        spans: list[tuple[int, int]] = []
+        out: list[tuple[int, int, int]] = []
         i = n
         while i > 0:
-            idx, start = back[i]
-            out.append(idx)
-            spans.append((origin[start], origin[i - 1] + 1))
-            i = start
-        out.reverse()
-        spans.reverse()
-        return out, spans
+            idx, first = back[i]
+            out.append((idx, first, i))
+            i = first
+        return tuple(reversed(out))
 
 
 class TorchE5:
