@@ -42,7 +42,6 @@ from monitor.classify.backend import LABELS  # noqa: E402
 from monitor.classify.target import (  # noqa: E402
     DEFAULT_DIR,
     NOT_ABOUT,
-    TARGET_CLASSES,
     TargetModel,
     TopicSpec,
     _pad,
@@ -276,6 +275,30 @@ def evaluate_targets(model: TargetModel, examples: list[Example], specs, max_len
     }
 
 
+def ship(model, args, frozen, history, epoch, started, data_record, previous) -> None:  # noqa: ANN001
+    save_model(
+        model,
+        args.out,
+        name=NAME,
+        version=VERSION,
+        frozen=frozen,
+        extra={
+            "max_length": args.max_length,
+            "training": {
+                "data": data_record,
+                "hyper_parameters": {
+                    k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                },
+                "epochs": history,
+                "chosen_epoch": epoch,
+                "minutes": round((time.monotonic() - started) / 60, 1),
+                **({"previous_stage": previous} if previous else {}),
+            },
+        },
+    )
+    print(f"saved {args.out} (epoch {epoch})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -369,7 +392,17 @@ def main() -> None:
     )
     article_loss = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
     target_loss = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
-    history, best, best_state = [], -1.0, None
+    history, best = [], -1.0
+    data_record = {
+        "tweets": f"{args.data.name}/train.csv ({len(tweets)} rows)",
+        "own_set": f"models/data train split ({len(train_rows)} rows, {len(own_train)} examples)",
+        "topics": sorted(specs),
+        "tweet_company_pairs": sum(1 for p in tweet_pairs if p),
+        "unseen_topics": list(UNSEEN_TOPICS),
+    }
+    previous = None
+    if args.init:
+        previous = json.loads((args.init / "manifest.json").read_text(encoding="utf-8")).get("training")
     step = 0
     started = time.monotonic()
     for epoch in range(1, args.epochs + 1):
@@ -426,41 +459,9 @@ def main() -> None:
         history.append(record)
         print(json.dumps(record), flush=True)
         score = f1 + dev["sign_accuracy"] + dev["about_accuracy"]
-        if score > best:
+        if score > best:  # shipped at once: a stopped run keeps its best epoch
             best = score
-            best_state = {k: v.detach().clone() for k, v in model.trainable_state().items()}
-    assert best_state is not None
-    model.load_state(best_state)
-    chosen = max(
-        history, key=lambda r: r["valid_macro_f1"] + r["dev_sign_accuracy"] + r["dev_about_accuracy"]
-    )
-    save_model(
-        model,
-        args.out,
-        name=NAME,
-        version=VERSION,
-        frozen=frozen,
-        extra={
-            "max_length": args.max_length,
-            "target_classes": list(TARGET_CLASSES),
-            "training": {
-                "data": {
-                    "tweets": f"{args.data.name}/train.csv ({len(tweets)} rows)",
-                    "own_set": f"models/data train split ({len(train_rows)} rows, {len(own_train)} examples)",
-                    "topics": sorted(specs),
-                    "tweet_company_pairs": sum(1 for p in tweet_pairs if p),
-                    "unseen_topics": list(UNSEEN_TOPICS),
-                },
-                "hyper_parameters": {
-                    k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                },
-                "epochs": history,
-                "chosen_epoch": chosen["epoch"],
-                "minutes": round((time.monotonic() - started) / 60, 1),
-            },
-        },
-    )
-    print(f"saved {args.out} (epoch {chosen['epoch']})", flush=True)
+            ship(model, args, frozen, history, epoch, started, data_record, previous)
 
 
 if __name__ == "__main__":

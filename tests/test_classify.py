@@ -46,19 +46,20 @@ def topics_of(classifier: Classifier, text: str) -> dict[str, TopicResult]:
     ("text", "expected"),
     [
         # The story the product exists for: one company's loss is its rival's gain.
-        ("Nvidia slides as Google pitches TPUs to Meta", {"nvidia": "negative", "tpu": "positive"}),
+        ("Google's TPUs win Meta as Nvidia loses the deal", {"nvidia": "negative", "tpu": "positive"}),
         (
             "Amazon's Trainium wins Anthropic work that once ran on Nvidia GPUs",
             {"nvidia": "negative", "custom_chips": "positive"},
         ),
         (
-            "Nvidia loses $140 billion in market value in two days as TPU threat grows",
+            "Meta signs a multibillion-dollar deal to use Google TPUs instead of Nvidia GPUs",
             {"nvidia": "negative", "tpu": "positive"},
         ),
         ("英伟达股价下挫，谷歌向Meta推销TPU", {"nvidia": "negative", "tpu": "positive"}),
+        ("分析师：谷歌TPU对英伟达构成严重威胁", {"nvidia": "negative", "tpu": "positive"}),
         ("輝達股價重挫，市場憂慮AI泡沫", {"nvidia": "negative", "ai_bubble": "negative"}),
         # Bubble talk is bad for the AI trade; its dismissal is not.
-        ("AI bubble fears return as Nvidia tumbles", {"nvidia": "negative", "ai_bubble": "negative"}),
+        ("AI bubble fears return as Nvidia tumbles", {"ai_bubble": "negative"}),
         (
             "Jensen Huang dismisses AI bubble fears as Nvidia posts record revenue",
             {"nvidia": "positive", "ai_bubble": "positive"},
@@ -71,8 +72,8 @@ def test_sentiment_toward_each_topic(classifier: Classifier, text: str, expected
     assert all(topics[name].basis == "model" for name in expected)
 
 
-def test_two_topics_in_separate_sentences(classifier: Classifier) -> None:
-    text = "Nvidia stock tumbles after a weak forecast. Meanwhile Amazon's Trainium orders soar to a record."
+def test_topics_in_separate_sentences(classifier: Classifier) -> None:
+    text = "Nvidia stock tumbles after a weak forecast. Meanwhile Broadcom raises its outlook on AI demand."
     topics = topics_of(classifier, text)
     assert topics["nvidia"].sentiment < 0 < topics["custom_chips"].sentiment
 
@@ -153,7 +154,7 @@ def test_routing_sends_other_languages_to_the_multilingual_backend(
     )
     assert [r.model_name for r in results] == ["aichip-sentiment-en", "aichip-sentiment", "aichip-sentiment"]
     assert [r.language for r in results] == ["en", "zh", "de"]
-    assert [t.basis for r in results for t in r.topics] == ["article", "model", "model"]
+    assert [t.basis for r in results for t in r.topics] == ["mentions", "model", "model"]
     # Without a multilingual backend everything goes to the main model.
     alone = Classifier(compact, route_languages=["en"]).score_texts(["英伟达股价大跌"])[0]
     assert alone.model_name == "aichip-sentiment-en"
@@ -165,7 +166,7 @@ def test_a_generic_model_reads_topics_from_the_sentences_naming_them(
     generic = Classifier(compact, topics=classifier.topics)
     text = (
         "Nvidia shares plunge after a weak forecast. "
-        "Separately, Broadcom raises its outlook on AI chip demand."
+        "Separately, Broadcom shares jump 9% to a record after it raises its outlook."
     )
     topics = {t.name: t for t in generic.score_texts([text])[0].topics}
     assert topics["nvidia"].basis == "mentions" and topics["nvidia"].label == "negative"

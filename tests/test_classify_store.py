@@ -20,7 +20,7 @@ from monitor.store.tables import ArticleScore, ArticleTopic
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TITLES = [
-    "Nvidia slides as Google's TPUs win Meta",
+    "Google's TPUs win Meta as Nvidia loses the deal",
     "Broadcom soars on record custom ASIC orders",
     "英伟达股价大跌",
 ]
@@ -121,14 +121,14 @@ def test_cli_score_json(config_file: Path) -> None:
             "score",
             "--format",
             "json",
-            "Nvidia slides as Google's TPUs win Meta",
+            "Google's TPUs win Meta as Nvidia loses the deal",
             "Broadcom beats and raises",
         ],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert [item["text"] for item in data] == [
-        "Nvidia slides as Google's TPUs win Meta",
+        "Google's TPUs win Meta as Nvidia loses the deal",
         "Broadcom beats and raises",
     ]
     for item in data:

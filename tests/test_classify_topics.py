@@ -34,6 +34,7 @@ def names(matcher: TopicMatcher, text: str) -> set[str]:
         ("Is this another dot-com moment? The AI bubble debate", {"ai_bubble"}),
         ("Amazon ramps Trainium2; custom silicon gains share", {"custom_chips"}),
         ("Google's Tensor Processing Unit business grows", {"tpu"}),
+        ("Amazon's Trainium2 and Google's TPUv5 gain ground", {"custom_chips", "tpu"}),
         # Simplified Chinese: substrings, no word boundaries
         ("英伟达股价大跌，谷歌TPU赢得Meta订单", {"nvidia", "tpu"}),
         ("黄仁勋称AI没有泡沫", {"nvidia", "ai_bubble"}),
@@ -94,7 +95,7 @@ def test_a_named_topic_the_text_is_not_about_is_dropped(classifier) -> None:  # 
     tea, talk = classifier.score_texts(
         [
             "Bubble tea chain Sweet Pearl files for a Hong Kong IPO",
-            "Investors fear the AI bubble is about to burst",
+            "AI bubble fears return as Nvidia tumbles",
         ]
     )
     assert "ai_bubble" not in {t.name for t in tea.topics}

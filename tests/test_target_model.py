@@ -112,7 +112,7 @@ def test_one_pass_reads_every_topic(backend: TargetBackend) -> None:
         TopicSpec("tpu", ("tpu", "tpus"), "Google's TPUs"),
         TopicSpec("amd", ("amd",), "AMD and its Instinct chips"),
     ]
-    (reading,) = backend.read(["Nvidia slides as Google pitches TPUs to Meta"], topics)
+    (reading,) = backend.read(["Google's TPUs win Meta as Nvidia loses the deal"], topics)
     assert set(reading.topics) == {"nvidia", "tpu", "amd"}
     assert reading.topics["nvidia"].mentions == ("nvidia",) and reading.topics["amd"].mentions == ()
     assert reading.topics["nvidia"].about > 0.5 > reading.topics["amd"].about

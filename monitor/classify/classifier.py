@@ -330,9 +330,10 @@ class Classifier:
                 continue
             about = max(view.about for _c, view in views)
             keywords = tuple(dict.fromkeys(alias for _c, view in views for alias in view.mentions))
-            threshold = self.topic_threshold if keywords else self.topic_add_threshold
-            if about < threshold:
+            if keywords and about < self.topic_threshold:
                 continue
+            if not keywords and (self.topic_add_threshold >= 1.0 or about < self.topic_add_threshold):
+                continue  # 1.0 means never: a saturated softmax can reach it
             named = [(c, v) for c, v in views if v.mentions] or views
             weights = np.array([c.weight * max(v.about, 1e-3) for c, v in named])
             probs = (np.stack([v.probabilities for _c, v in named]) * weights[:, None]).sum(0) / weights.sum()

@@ -55,7 +55,8 @@ NOT_ABOUT = 0
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 # Boundaries are Latin letters and digits only, so "英伟达Nvidia股价" still matches "nvidia".
 _LATIN_BEFORE = r"(?<![0-9A-Za-z\u00c0-\u024f])"
-_LATIN_AFTER = r"(?:s|es|'s|’s|s'|’)?(?![0-9A-Za-z\u00c0-\u024f])"
+# A generation number may follow ("Trainium2", "TPUv5", "HBM3e"), then a plural or possessive ending.
+_LATIN_AFTER = r"(?:v?[0-9]+[A-Za-z]?)?(?:s|es|'s|’s|s'|’)?(?![0-9A-Za-z\u00c0-\u024f])"
 
 
 def compile_alias(alias: str) -> tuple[str, re.Pattern[str] | None]:
