@@ -105,7 +105,13 @@ class TopicConfig(_Strict):
 
 
 Metric = Literal[
-    "mean_sentiment", "negative_share", "positive_share", "volume", "volume_ratio", "sentiment_shift"
+    "mean_sentiment",
+    "negative_share",
+    "positive_share",
+    "volume",
+    "volume_ratio",
+    "sentiment_shift",
+    "coverage_share",
 ]
 
 
@@ -121,6 +127,10 @@ class AlertRuleConfig(_Strict):
     below: float | None = None
     clear: float | None = None
     min_articles: int = Field(default=5, ge=0)
+    # What a window counts: `stories` (one vote per event, however many copies carry it) or `articles`.
+    count: Literal["stories", "articles"] = "stories"
+    # Distinct publishers that must carry the window's stories before the rule may fire.
+    min_sources: int = Field(default=0, ge=0)
     for_: Duration = Field(default=timedelta(0), alias="for")
     repeat: Duration | None = None
     severity: Literal["info", "warning", "critical"] = "warning"
@@ -284,6 +294,16 @@ class RetentionConfig(_Strict):
     every: PositiveDuration = timedelta(hours=6)
 
 
+class StoriesConfig(_Strict):
+    """Story clustering (monitor/stories): which articles report one event."""
+
+    enabled: bool = True
+    window: PositiveDuration = timedelta(hours=48)  # an article joins a story first seen this close to it
+    text_threshold: float = Field(default=0.5, gt=0.0, le=1.0)  # Jaccard of headline words and word pairs
+    meaning_threshold: float = Field(default=0.93, gt=0.0, le=1.0)  # cosine of the model's vectors
+    cross_language_threshold: float = Field(default=0.90, gt=0.0, le=1.0)  # cosine, English against Chinese
+
+
 class LeaderConfig(_Strict):
     """Leader election between replicas (monitor/leader.py): how often a standby retries the lock."""
 
@@ -305,6 +325,7 @@ class Settings(_Strict):
     http: HttpConfig = Field(default_factory=HttpConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     leader: LeaderConfig = Field(default_factory=LeaderConfig)
+    stories: StoriesConfig = Field(default_factory=StoriesConfig)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -39,6 +39,20 @@ class ArticleScored:
     confidence: float
     model: str
     topics: tuple[TopicScore, ...] = field(default_factory=tuple)
+    # float16 unit vector of the article's meaning from the classifier's pass (None when the model gives
+    # none): how the story stage matches a translation of the same event.
+    vector: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryAssigned:
+    """An article placed in a story: a new one (`novel`) or one that already carried the event."""
+
+    article_id: int
+    story_id: int
+    novel: bool
+    basis: str  # first | text | meaning | kept (already placed: a rescore or an edit)
+    similarity: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
     collect (per feed)  -> ArticleCollected
     classify (batches)  -> ArticleScored        (stored by the classifier through monitor.store.scores)
+    stories             -> StoryAssigned        (one event, many copies: monitor.stories)
     alerts (rules)      -> AlertFired / AlertResolved   (state change + outbox row in one transaction)
     notify (outbox)     -> Slack or console
 
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from monitor.config import FeedConfig, Settings
-from monitor.events import AlertFired, AlertResolved, ArticleCollected, ArticleScored
+from monitor.events import AlertFired, AlertResolved, ArticleCollected, ArticleScored, StoryAssigned
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Pipeline:
         from monitor.alerts import RuleEngine
         from monitor.collect import Collector
         from monitor.notify import Deliverer
+        from monitor.stories import StoryStage
 
         self.settings = settings
         self.engine = engine
@@ -60,6 +62,7 @@ class Pipeline:
         self._classifier = classifier
         if self._classifier is None and load_model:
             self._classifier = self._build_classifier()
+        self.stories = StoryStage(settings.stories, engine)
         self.rules = RuleEngine(settings, engine)
         self.deliverer = Deliverer(settings, engine)
 
@@ -81,9 +84,15 @@ class Pipeline:
         return self.collector.collect_feed(feed)
 
     def score(self, events: Sequence[ArticleCollected]) -> list[ArticleScored]:
+        """Score articles and place them in stories (the rules read both)."""
         if not events:
             return []
-        return self.classifier.score_articles(self.engine, list(events))
+        scored = self.classifier.score_articles(self.engine, list(events))
+        self.place(scored)
+        return scored
+
+    def place(self, scored: Sequence[ArticleScored]) -> list[StoryAssigned]:
+        return self.stories.assign(scored)
 
     def evaluate(self, now: datetime | None = None) -> list[AlertFired | AlertResolved]:
         return self.rules.evaluate(now=now)
@@ -110,7 +119,13 @@ class Pipeline:
         started = time.monotonic()
         before = utcnow() - min_age if min_age else None
         done = rescore_stored(
-            self.classifier, self.engine, only_missing=True, collected_before=before, limit=limit, stop=stop
+            self.classifier,
+            self.engine,
+            only_missing=True,
+            collected_before=before,
+            limit=limit,
+            stop=stop,
+            on_scored=self.place,
         )
         if done:
             log.info(

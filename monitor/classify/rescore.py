@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from monitor.events import ArticleCollected
+from monitor.events import ArticleCollected, ArticleScored
 from monitor.store.scores import articles_to_rescore
 
 
@@ -23,10 +23,12 @@ def rescore_stored(
     limit: int | None = None,
     on_page: Callable[[int], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    on_scored: Callable[[list[ArticleScored]], object] | None = None,
 ) -> int:
     """Score every matching stored article (at most `limit`); returns how many were scored.
 
-    `stop` is asked before each page, so a long run (a start-up backlog) ends promptly on shutdown."""
+    `stop` is asked before each page, so a long run (a start-up backlog) ends promptly on shutdown.
+    `on_scored` receives each page's events (the pipeline places them in stories)."""
     done, after_id = 0, 0
     while (limit is None or done < limit) and not (stop is not None and stop()):
         page = articles_to_rescore(
@@ -53,7 +55,10 @@ def rescore_stored(
             )
             for a in page
         ]
-        done += len(classifier.score_articles(engine, events))
+        scored = classifier.score_articles(engine, events)
+        if on_scored is not None:
+            on_scored(scored)
+        done += len(scored)
         after_id = page[-1].article_id
         if on_page is not None:
             on_page(done)

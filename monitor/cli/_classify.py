@@ -131,12 +131,17 @@ def score_command(app: App, texts: tuple[str, ...], language: str | None, output
 def rescore_command(
     app: App, since: str | None, until: str | None, only_missing: bool, batch_size: int
 ) -> None:
-    """Re-score stored articles with the configured model (after a model change); topics too."""
+    """Re-score stored articles with the configured model (after a model change); topics and stories too.
+
+    Articles not yet in a story (history from before stories) are placed in one; placed ones keep theirs and
+    their story's per-topic sentiment follows the new scores."""
     from monitor.classify.rescore import rescore_stored
+    from monitor.stories import StoryStage
 
     start, end = time_range(since, until)
     engine = app.engine()
     classifier = _load_classifier(app.settings)
+    stories = StoryStage(app.settings.stories, engine)
     started = time.monotonic()
 
     def progress(done: int) -> None:
@@ -151,6 +156,7 @@ def rescore_command(
         only_missing=only_missing,
         batch_size=batch_size,
         on_page=progress,
+        on_scored=stories.assign,
     )
     models = ", ".join(f"{b['name']} {b['version']}" for b in classifier.describe()["models"].values())
     click.echo(f"rescored {done} articles with {models}")

@@ -136,6 +136,64 @@ class TopicRollup(SQLModel, table=True):
     positive: int = 0
 
 
+class Story(SQLModel, table=True):
+    """One event, however many copies of it arrive: syndicated, edited, or written up in another language.
+
+    Written only through `monitor.store.stories`; `articles`, `sources` and `languages` are kept in step
+    with `story_articles` there.
+    """
+
+    __tablename__ = "stories"
+    __table_args__ = (sa.Index("ix_stories_first_seen", "first_seen"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    first_seen: datetime = Field(sa_column=_ts(nullable=False))  # happened_at of its first article
+    last_seen: datetime = Field(sa_column=_ts(nullable=False))
+    headline: str = Field(default="", max_length=1000)  # the first article's title
+    articles: int = 0
+    sources: int = 0  # distinct publishers
+    languages: str = Field(default="", max_length=100)  # comma-separated, first seen first
+
+
+class StoryArticle(SQLModel, table=True):
+    """Which story an article belongs to, and what the clusterer needs to compare new arrivals with it."""
+
+    __tablename__ = "story_articles"
+    __table_args__ = (sa.Index("ix_story_articles_story", "story_id"),)
+
+    # Assignment order: processes that share the database catch up on each other's work by `seq`.
+    seq: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(
+        foreign_key="articles.id", sa_column_kwargs={"unique": True}, nullable=False, ondelete="CASCADE"
+    )
+    story_id: int = Field(foreign_key="stories.id", nullable=False, ondelete="CASCADE")
+    novel: bool = False  # the story's first article
+    source: str = Field(default="", max_length=300)  # publisher domain or name
+    language: str | None = Field(default=None, max_length=16)
+    happened_at: datetime = Field(sa_column=_ts(nullable=False))
+    similarity: float = 1.0  # to the article it matched (1.0 for the first)
+    basis: str = Field(default="first", max_length=16)  # first | text | meaning
+    vector: bytes | None = Field(default=None, sa_type=sa.LargeBinary)  # float16 unit vector of its meaning
+
+
+class StoryTopic(SQLModel, table=True):
+    """One vote per (story, topic): what story-counted windows, coverage share and history read.
+
+    Recomputed from `article_topics` for a story whenever its articles or their scores change.
+    """
+
+    __tablename__ = "story_topics"
+    __table_args__ = (sa.Index("ix_story_topics_topic_first_seen", "topic", "first_seen"),)
+
+    story_id: int = Field(foreign_key="stories.id", primary_key=True, ondelete="CASCADE")
+    topic: str = Field(max_length=64, primary_key=True)
+    first_seen: datetime = Field(sa_column=_ts(nullable=False))  # copy of stories.first_seen
+    articles: int = 0
+    sources: int = 0
+    sentiment: float = 0.0  # mean of its articles' sentiment toward the topic
+    label: str = Field(default="neutral", max_length=16)  # the label most of its articles carry
+
+
 class Alert(SQLModel, table=True):
     """Current state of one alert identity: the fingerprint of (rule, topic)."""
 
