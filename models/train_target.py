@@ -48,7 +48,7 @@ from monitor.classify.target import (  # noqa: E402
     save_model,
 )
 
-NAME, VERSION = "aichip-sentiment", "2.0.0"
+NAME, VERSION = "aichip-sentiment", "2.1.0"
 # Companies whose name alone in a finance tweet makes the tweet's label its sentiment toward that company: the
 # tweets then also teach the target head to read "the news for the entity named here" on many more entities
 # than the catalogue has. Banks and brokers are left out (mostly the analyst, not the subject), as are

@@ -300,8 +300,8 @@ class StoriesConfig(_Strict):
     enabled: bool = True
     window: PositiveDuration = timedelta(hours=48)  # an article joins a story first seen this close to it
     text_threshold: float = Field(default=0.5, gt=0.0, le=1.0)  # Jaccard of headline words and word pairs
-    meaning_threshold: float = Field(default=0.93, gt=0.0, le=1.0)  # cosine of the model's vectors
-    cross_language_threshold: float = Field(default=0.90, gt=0.0, le=1.0)  # cosine, English against Chinese
+    meaning_threshold: float = Field(default=0.92, gt=0.0, le=1.0)  # cosine of the model's vectors
+    cross_language_threshold: float = Field(default=0.85, gt=0.0, le=1.0)  # cosine, English against Chinese
 
 
 class LeaderConfig(_Strict):

@@ -39,9 +39,6 @@ class ArticleScored:
     confidence: float
     model: str
     topics: tuple[TopicScore, ...] = field(default_factory=tuple)
-    # float16 unit vector of the article's meaning from the classifier's pass (None when the model gives
-    # none): how the story stage matches a translation of the same event.
-    vector: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

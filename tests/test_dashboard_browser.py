@@ -24,8 +24,10 @@ from seed import SeedArticle, seed
 from sqlmodel import Session
 
 from monitor.api import create_app
+from monitor.config import StoriesConfig
 from monitor.store import alerts as alert_store
 from monitor.store.tables import Alert
+from monitor.stories import StoryStage
 
 pytestmark = pytest.mark.browser
 
@@ -47,6 +49,7 @@ XSS_TITLE = (
     '<img src=x onerror="window.__pwned=1"> <!channel> Nvidia & "friends" <script>window.__pwned=2</script>'
 )
 CHINESE_TITLE = "英伟达股价大跌，Meta考虑采用谷歌TPU"
+TEXT_ONLY = StoriesConfig(meaning_threshold=1.0, cross_language_threshold=1.0)
 
 
 def _browser_or_skip():  # noqa: ANN202
@@ -128,9 +131,17 @@ def _known_data(engine, now: datetime) -> dict[str, list[float]]:  # noqa: ANN00
             {"nvidia": -0.7},
             url="https://example.com/en/loss",
         ),
+        # A syndicated copy from another publisher: one story with two sources.
+        SeedArticle(
+            "Nvidia loses $140bn in two days - Yahoo Finance",
+            h3 + timedelta(minutes=45),
+            {"nvidia": -0.6},
+            url="https://finance.yahoo.com/news/nvidia-loses-140bn",
+        ),
+        SeedArticle("AI bubble talk grows as Nvidia slides", h3 + timedelta(minutes=50), {"ai_bubble": -0.4}),
     ]
     seed(engine, articles)
-    return {h1.isoformat(): [0.8, 0.4], h2.isoformat(): [0.0], h3.isoformat(): [-0.9, -0.5, -0.7]}
+    return {h1.isoformat(): [0.8, 0.4], h2.isoformat(): [0.0], h3.isoformat(): [-0.9, -0.5, -0.7, -0.6]}
 
 
 def _alert(engine, fired: datetime, resolved: datetime) -> None:  # noqa: ANN001
@@ -172,6 +183,9 @@ def test_dashboard_draws_known_points(driver, sqlite_engine, tmp_path) -> None: 
 
     now = datetime.now(UTC)
     expected = _known_data(sqlite_engine, now)
+    # The stories the dashboard lists; copies join by their text only, so the test does not depend on how
+    # close the meaning model puts unrelated headlines.
+    StoryStage(TEXT_ONLY, sqlite_engine).rebuild()
     hour = now.replace(minute=0, second=0, microsecond=0)
     _alert(sqlite_engine, hour - timedelta(hours=2, minutes=-35), hour - timedelta(hours=1))
     settings = make_settings(tmp_path)
@@ -204,7 +218,7 @@ def test_dashboard_draws_known_points(driver, sqlite_engine, tmp_path) -> None: 
         # Volume bars for every bucket of the range (24 or 25 hourly buckets), empty ones at zero height.
         bars = charts[0].find_elements(By.CSS_SELECTOR, "rect.bar")
         assert len(bars) in (24, 25)
-        assert sum(int(b.get_attribute("data-articles")) for b in bars) == 6
+        assert sum(int(b.get_attribute("data-articles")) for b in bars) == 7
         # The alert episode is drawn as a band.
         bands = charts[0].find_elements(By.CSS_SELECTOR, "g.alert")
         assert [b.get_attribute("data-rule") for b in bands] == ["nvidia-sentiment-drop"]
@@ -212,11 +226,21 @@ def test_dashboard_draws_known_points(driver, sqlite_engine, tmp_path) -> None: 
 
         # Headlines: Chinese intact; markup shown as text and never run; no javascript: link.
         negative = driver.find_element(By.CSS_SELECTOR, "[data-topic='nvidia'] .negative")
+        assert negative.get_attribute("data-kind") == "stories"
         items = negative.find_elements(By.TAG_NAME, "li")
         texts = [li.text for li in items]
         assert any(CHINESE_TITLE in t for t in texts)
         assert any(XSS_TITLE in t for t in texts)
         assert texts[0].startswith(CHINESE_TITLE)  # the most negative first (-0.9)
+        # The syndicated copies are one story, listed once with its source count (mean -0.65: second).
+        assert sum("Nvidia loses $140bn" in t for t in texts) == 1
+        assert texts[1].startswith("Nvidia loses $140bn in two days")
+        assert "2 sources" in texts[1] and items[1].get_attribute("data-sources") == "2"
+        assert "1 source" in texts[0] and "1 sources" not in texts[0]
+        # "Most covered": only stories more than one source carried.
+        covered = driver.find_element(By.CSS_SELECTOR, "[data-topic='nvidia'] .covered")
+        [story] = covered.find_elements(By.TAG_NAME, "li")
+        assert story.text.startswith("Nvidia loses $140bn in two days") and "2 sources" in story.text
         hrefs = [a.get_attribute("href") for a in negative.find_elements(By.TAG_NAME, "a")]
         assert "https://example.com/zh/1" in hrefs
         assert not any(h.startswith("javascript:") for h in hrefs)
@@ -224,6 +248,16 @@ def test_dashboard_draws_known_points(driver, sqlite_engine, tmp_path) -> None: 
         assert not driver.find_elements(By.CSS_SELECTOR, ".headlines img, .headlines script")
         positive = driver.find_element(By.CSS_SELECTOR, "[data-topic='nvidia'] .positive")
         assert "Nvidia beats estimates" in positive.text
+
+        # The AI-bubble index: one bubble story of the seven in the range.
+        index = driver.find_element(By.ID, "bubble-index-value")
+        assert float(index.get_attribute("data-value")) == pytest.approx(1 / 7)
+        assert index.text == "14%"
+        shares = [
+            b.get_attribute("data-coverage-share")
+            for b in driver.find_elements(By.CSS_SELECTOR, "#bubble-index rect.index-bar")
+        ]
+        assert [float(v) for v in shares if v and float(v) > 0] == [pytest.approx(1 / 4)]
     finally:
         stop()
 

@@ -13,8 +13,16 @@ from monitor.cli import cli
 from monitor.demo.runner import demo_settings, fresh_sqlite, run_demo
 from monitor.demo.server import ANCHOR, DemoFeedServer, feed_files, shift_dates
 from monitor.store.history import history
+from monitor.store.stories import StoryFilter, list_stories
 
-EXPECTED_ITEMS = {"chip-wire.xml": 40, "markets.xml": 22, "cn-tech.xml": 13, "tw-tech.xml": 6}
+EXPECTED_ITEMS = {
+    "chip-wire.xml": 40,
+    "markets.xml": 23,
+    "cn-tech.xml": 14,
+    "tw-tech.xml": 6,
+    "news-search.xml": 7,
+}
+WIRE_STORY = "Nvidia shares slide 4% on report Meta may use Google's TPUs"
 
 
 def test_recorded_feeds_parse_and_span_days() -> None:
@@ -26,6 +34,21 @@ def test_recorded_feeds_parse_and_span_days() -> None:
         times = [datetime(*e.published_parsed[:6], tzinfo=UTC) for e in parsed.entries]
         assert max(times) <= ANCHOR
         assert ANCHOR - min(times) >= timedelta(days=2)
+
+
+def test_recorded_feeds_hold_a_copy_storm_and_a_translation() -> None:
+    """One wire story copied by several publishers (their names after the headline), and one English story
+    with its Chinese translation: what the dashboard's stories and source counts are there to show."""
+    titles = {p.name: [e.title for e in feedparser.parse(p.read_bytes()).entries] for p in feed_files()}
+    copies = {name: [t for t in found if "Meta may use Google" in t] for name, found in titles.items()}
+    assert len([name for name, found in copies.items() if found]) >= 3
+    assert {t.rsplit(" - ", 1)[-1] for t in copies["news-search.xml"]} == {
+        "Reuters",
+        "Yahoo Finance",
+        "Investing.com",
+    }
+    assert any(t.startswith("SoftBank sells its entire Nvidia stake") for t in titles["news-search.xml"])
+    assert "软银清仓所持全部英伟达股份，为投资OpenAI筹资" in titles["cn-tech.xml"]
 
 
 def test_shift_dates_moves_rss_and_atom_dates() -> None:
@@ -73,6 +96,7 @@ def test_demo_runs_the_whole_flow_offline(tmp_path, demo_classifier) -> None:  #
         ("markets-desk", "ok"),
         ("cn-tech", "ok"),
         ("tw-tech", "ok"),
+        ("news-search", "ok"),
     ]
     assert sum(r.new for r in report.feeds) == sum(EXPECTED_ITEMS.values())
     assert report.scored == sum(EXPECTED_ITEMS.values())
@@ -91,6 +115,11 @@ def test_demo_runs_the_whole_flow_offline(tmp_path, demo_classifier) -> None:  #
     fired = {e.rule: e for e in report.episodes}
     assert "nvidia-sentiment-drop" in fired
     assert fired["nvidia-sentiment-drop"].fired_at >= now - timedelta(hours=9)
+
+    # The wire story's copies are one story: the most sources of all, from at least three feeds.
+    top = list_stories(report.engine, StoryFilter(order="sources", limit=1))[0]
+    assert top.headline == WIRE_STORY and top.sources >= 4
+    assert {"reuters", "yahoo finance", "investing.com"} <= set(top.source_names)
     report.engine.dispose()
 
 

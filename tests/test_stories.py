@@ -1,14 +1,12 @@
 """Stories: syndicated copies, edited headlines and translations join one story; unrelated news never does.
 
-The stage runs for real on SQLite and PostgreSQL; meaning vectors come from the shipped model where a test
-needs a cross-language match (the `classifier` fixture), otherwise articles carry none (text only).
+The stage runs for real on SQLite and PostgreSQL, with its real meaning embedder (multilingual-e5-small).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pytest
 from seed import SeedArticle, seed
 
@@ -21,8 +19,7 @@ from monitor.stories._text import Features, strip_decoration
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
-def scored(ids: list[int], vectors: list[np.ndarray | None] | None = None) -> list[ArticleScored]:
-    vectors = vectors or [None] * len(ids)
+def scored(ids: list[int]) -> list[ArticleScored]:
     return [
         ArticleScored(
             article_id=i,
@@ -31,16 +28,15 @@ def scored(ids: list[int], vectors: list[np.ndarray | None] | None = None) -> li
             confidence=0.9,
             model="test@1",
             topics=(TopicScore("nvidia", 0.9, 0.0),),
-            vector=v.astype(np.float16).tobytes() if v is not None else None,
         )
-        for i, v in zip(ids, vectors, strict=True)
+        for i in ids
     ]
 
 
-def place(engine, articles: list[SeedArticle], stage: StoryStage | None = None, vectors=None):  # noqa: ANN001, ANN201
+def place(engine, articles: list[SeedArticle], stage: StoryStage | None = None):  # noqa: ANN001, ANN201
     ids = seed(engine, articles)
     stage = stage or StoryStage(StoriesConfig(), engine)
-    events = stage.assign(scored(ids, vectors), now=max(a.at for a in articles))
+    events = stage.assign(scored(ids), now=max(a.at for a in articles))
     by_id = {e.article_id: e for e in events}
     return ids, [by_id[i] for i in ids], stage
 
@@ -152,19 +148,18 @@ def test_a_story_drifting_over_days_starts_anew_after_the_window(engine) -> None
     assert events[3].story_id != first  # 72 h later: a new story
 
 
-def test_a_translation_joins_by_meaning(engine, classifier) -> None:  # noqa: ANN001
+def test_a_translation_joins_by_meaning(engine) -> None:  # noqa: ANN001
     texts = [
         "Nvidia shares slide as Google pitches its TPUs to Meta for data centers",
         "英伟达股价下滑，谷歌向Meta推销其TPU用于数据中心",
         "TSMC raises its 2026 capital spending plan to expand advanced packaging",
     ]
-    vectors = [r.vector for r in classifier.score_texts(texts)]
     articles = [
         SeedArticle(texts[0], T0, {"nvidia": -0.5}),
         SeedArticle(texts[1], T0 + timedelta(hours=1), {"nvidia": -0.5}, language="zh"),
         SeedArticle(texts[2], T0 + timedelta(hours=2), {}),
     ]
-    _ids, events, _stage = place(engine, articles, vectors=vectors)
+    _ids, events, _stage = place(engine, articles)
     assert events[1].story_id == events[0].story_id and events[1].basis == "meaning"
     assert events[2].story_id != events[0].story_id
 

@@ -3,6 +3,10 @@
 One transaction per rule: the alert's new state, its AlertEvent and (for fired / reminder / resolved) the
 Notification row commit together or not at all. The state write is conditional on the alert's `version`,
 so when two processes evaluate at once exactly one of them records a transition.
+
+Windows count what each rule's `count` says (stories by default, see `monitor.store.windows`). Every
+transition stores why it happened (`monitor.alerts.explain`) in its event's detail, and a notified one
+carries the same facts in its outbox payload, which the message is rendered from.
 """
 
 from __future__ import annotations
@@ -17,21 +21,41 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from monitor import metrics
+from monitor.alerts.explain import explain, last_notice
 from monitor.alerts.lifecycle import Decision, Snapshot, retire, step
-from monitor.alerts.metrics import Measurement, clear_level, headline_order, measure
+from monitor.alerts.metrics import Measurement, measure
 from monitor.config import AlertRuleConfig, Settings
 from monitor.events import AlertFired, AlertResolved
 from monitor.store import alerts as alert_store
 from monitor.store import outbox
 from monitor.store.tables import Alert
-from monitor.store.windows import top_articles, topic_window_stats
+from monitor.store.windows import WindowStats, coverage_total, topic_window_stats
 from monitor.timeutil import as_utc, isoformat, utcnow
 
 log = logging.getLogger(__name__)
 
 AlertEventOut = AlertFired | AlertResolved
 MAX_CONFLICT_RETRIES = 3
-HEADLINES = 5
+
+
+class LiveWindows:
+    """What `measure` reads for one rule at `now`, from the database through the evaluating session."""
+
+    def __init__(self, session: Session, rule: AlertRuleConfig, topics: list[str], now: datetime) -> None:
+        self.session = session
+        self.rule = rule
+        self.topics = topics
+        self.now = now
+
+    def stats(self, start: datetime, end: datetime) -> WindowStats:
+        """The rule's window or baseline. Publishers are counted only where `min_sources` reads them (the
+        window itself), so an ordinary evaluation costs one query per window, as before."""
+        sources = self.rule.min_sources > 0 and end == self.now
+        return topic_window_stats(self.session, self.rule.topic, start, end, self.rule.count, sources)
+
+    def total(self, start: datetime, end: datetime) -> int:
+        """coverage_share's denominator: the window's stories (articles) on any configured topic."""
+        return coverage_total(self.session, self.topics, start, end, self.rule.count)
 
 
 class RuleEngine:
@@ -41,6 +65,7 @@ class RuleEngine:
         self.settings = settings
         self.engine = engine
         self.rules = [rule for rule in settings.alerts if rule.enabled]
+        self.topics = list(settings.topics)
 
     def evaluate(self, now: datetime | None = None) -> list[AlertEventOut]:
         """Evaluate every rule at `now` (default: the current time); return the notified transitions."""
@@ -64,7 +89,8 @@ class RuleEngine:
                 alert = alert_store.get_alert(session, fp)
                 assert alert is not None
                 before = _snapshot(alert)
-                m = measure(rule, lambda start, end: topic_window_stats(session, rule.topic, start, end), now)
+                windows = LiveWindows(session, rule, self.topics, now)
+                m = measure(rule, windows.stats, now, windows.total)
                 decision = step(rule, before, m, now)
                 values: dict[str, Any] = {
                     "value": m.value,
@@ -92,7 +118,9 @@ class RuleEngine:
                         "fingerprint": fp,
                         "value": m.value,
                         "threshold": rule.threshold,
-                        "articles": m.count,
+                        "count": m.count,
+                        "unit": rule.count,
+                        "articles": m.articles if m.articles is not None else m.count,
                         "event_id": event_id,
                     },
                 )
@@ -113,6 +141,7 @@ class RuleEngine:
         """Add the AlertEvent (and its outbox row) for a transition; returns the event id."""
         kind = decision.event
         assert kind is not None
+        facts = explain(session, rule, m, kind, decision.reason, now, last_notice(session, alert))
         event = alert_store.add_event(
             session,
             fp=alert.fingerprint,
@@ -123,7 +152,7 @@ class RuleEngine:
             value=m.value,
             threshold=rule.threshold,
             article_count=m.count,
-            detail={"reason": decision.reason} if decision.reason else None,
+            detail=facts,
         )
         assert event.id is not None
         episode_id = alert.fired_event_id
@@ -131,27 +160,12 @@ class RuleEngine:
             values.update(fired_event_id=event.id, slack_ts=None, slack_channel=None)
             episode_id = event.id
         if decision.notify:
-            headlines = []
-            if m.count:
-                order = headline_order(rule, resolved=kind == "resolved")
-                headlines = top_articles(session, rule.topic, m.window_start, m.window_end, order, HEADLINES)
-            payload = rule_payload(rule, m, kind, alert.fingerprint, now, decision)
-            payload.update(
-                episode_event_id=episode_id,
-                fired_at=isoformat(decision.after.fired_at),
-                headline_order=headline_order(rule, resolved=kind == "resolved"),
-                headlines=[
-                    {
-                        "title": h.title,
-                        "url": h.url,
-                        "source": h.source,
-                        "score": round(h.sentiment, 4),
-                        "label": h.label,
-                        "happened_at": isoformat(h.happened_at),
-                    }
-                    for h in headlines
-                ],
-            )
+            payload = {
+                **facts,
+                **delivery_facts(alert.fingerprint),
+                "episode_event_id": episode_id,
+                "fired_at": isoformat(decision.after.fired_at),
+            }
             outbox.enqueue(
                 session,
                 alert_event_id=event.id,
@@ -254,39 +268,20 @@ class RuleEngine:
             episode_event_id=alert.fired_event_id,
             fired_at=isoformat(alert.fired_at),
             headlines=[],
+            # Nothing was measured: the fired message's evidence must not read as the current window's.
+            stories=None,
+            articles=None,
+            sources=None,
+            coverage_total=None,
+            previous=None,
+            new_stories=None,
         )
         return base
 
 
-def rule_payload(
-    rule: AlertRuleConfig, m: Measurement, kind: str, fp: str, now: datetime, decision: Decision
-) -> dict[str, Any]:
-    """The facts a notification is rendered from (stored as the outbox row's JSON payload)."""
-    return {
-        "v": 1,
-        "kind": kind,
-        "key": _marker(fp),
-        "fingerprint": fp,
-        "rule": rule.name,
-        "topic": rule.topic,
-        "severity": rule.severity,
-        "metric": rule.metric,
-        "direction": rule.direction,
-        "threshold": rule.threshold,
-        "clear": rule.clear,
-        "clear_level": clear_level(rule),
-        "min_articles": rule.min_articles,
-        "value": m.value,
-        "count": m.count,
-        "window_seconds": rule.window.total_seconds(),
-        "window_start": isoformat(m.window_start),
-        "window_end": isoformat(m.window_end),
-        "baseline_seconds": rule.baseline.total_seconds() if rule.baseline is not None else None,
-        "baseline_count": m.baseline_count,
-        "baseline_value": m.baseline_value,
-        "at": isoformat(now),
-        "reason": decision.reason,
-    }
+def delivery_facts(fp: str) -> dict[str, Any]:
+    """What delivery needs beside the facts: the payload version, the alert, and a unique marker."""
+    return {"v": 1, "key": _marker(fp), "fingerprint": fp}
 
 
 def _marker(fp: str) -> str:

@@ -1,4 +1,4 @@
-"""`/api/*`: sentiment history, articles, alerts and topics as JSON - the CLI's queries over HTTP.
+"""`/api/*`: sentiment history, articles, stories, alerts and topics as JSON - the CLI's queries over HTTP.
 
 Every parameter is parsed into a typed value (monitor.params) and bound by the store functions;
 no SQL is ever built from request text.
@@ -9,15 +9,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
+from monitor.alerts.explain import describe_event, episode_evidence
 from monitor.params import ParamError, check_score_range, check_search, check_topics, time_range
 from monitor.store import alerts as alert_store
 from monitor.store import feeds as feed_store
 from monitor.store.articles import SORTS, ArticleFilter, list_articles
 from monitor.store.history import BUCKETS, history
+from monitor.store.stories import (
+    STORY_SORTS,
+    StoryFilter,
+    check_story_sort,
+    get_story,
+    list_stories,
+    story_dicts,
+)
+from monitor.store.story_history import COUNTS, story_history
 from monitor.timeutil import isoformat
 
 router = APIRouter()
@@ -74,17 +85,49 @@ class SentimentPoint(BaseModel):
     topic: str
 
 
+class StoryPoint(BaseModel):
+    bucket_start: str = Field(description="Bucket start, ISO 8601 (UTC `Z`, or the offset of `tz`).")
+    stories: int = Field(description="Stories about the topic first seen in the bucket; each counts once.")
+    articles: int = Field(
+        description="The articles (copies included) those stories gathered about the topic."
+    )
+    mean_sentiment: float | None = Field(description="Mean of the stories' votes; null for an empty bucket.")
+    negative_share: float | None = Field(description="Share of the stories whose vote is negative.")
+    positive_share: float | None
+    all_stories: int = Field(description="Stories with any topic first seen in the bucket.")
+    coverage_share: float | None = Field(
+        description="stories / all_stories: the topic's share of the coverage (for ai_bubble: the AI-bubble "
+        "index); null when the bucket has no stories."
+    )
+    topic: str
+
+
 class SentimentResponse(BaseModel):
     since: str
     until: str
     bucket: str
     tz: str
+    count: str = Field(description="What a point counts: `articles` or `stories`.")
     topics: list[str]
-    points: list[SentimentPoint] = Field(
-        description="Per topic (in `topics` order), then bucket in time order."
+    # Stories first: an article point lacks `stories`, so it can only be read as a SentimentPoint.
+    points: list[StoryPoint] | list[SentimentPoint] = Field(
+        description="Per topic (in `topics` order), then bucket in time order.", union_mode="left_to_right"
     )
 
 
+Count = Literal["articles", "stories"]
+if set(Count.__args__) != set(COUNTS):
+    raise RuntimeError("monitor.api.routes.Count differs from monitor.store.story_history.COUNTS")
+
+
+@router.get(
+    "/history",
+    response_model=SentimentResponse,
+    tags=["queries"],
+    summary="Per-topic history (the data of `monitor history`; the same as /api/sentiment)",
+    description=f"At most {MAX_POINTS:,} points (topics x buckets) per response; more answers 422. "
+    "`count=stories&topic=ai_bubble` gives the AI-bubble index as `coverage_share`.",
+)
 @router.get(
     "/sentiment",
     response_model=SentimentResponse,
@@ -99,15 +142,24 @@ def sentiment(
     until: Annotated[str | None, Query(description=UNTIL_HELP, max_length=64)] = None,
     bucket: Annotated[Bucket, Query(description="Bucket size; days start at local midnight of `tz`.")] = "1h",
     tz: Annotated[str, Query(description="IANA time zone of the bucket starts.", max_length=64)] = "UTC",
+    count: Annotated[
+        Count,
+        Query(
+            description="`articles`: every copy counts (the default); `stories`: each story once, in the "
+            "bucket it was first seen, with its `coverage_share` of all stories."
+        ),
+    ] = "articles",
 ) -> dict[str, Any]:
     selected = _topics(request, topic)
     start, end = time_range(since, until)
-    points = history(request.app.state.engine, selected, start, end, bucket, tz, max_points=MAX_POINTS)
+    query = story_history if count == "stories" else history
+    points = query(request.app.state.engine, selected, start, end, bucket, tz, max_points=MAX_POINTS)
     return {
         "since": isoformat(start),
         "until": isoformat(end),
         "bucket": bucket,
         "tz": tz,
+        "count": count,
         "topics": selected,
         "points": [p.as_dict() for p in points],
     }
@@ -117,6 +169,9 @@ def sentiment(
 
 
 class AlertEpisode(BaseModel):
+    id: int | None = Field(
+        default=None, description="Its fired event (else its first event); `/api/alerts/{id}` explains it."
+    )
     rule: str
     topic: str
     state: str = Field(description="pending | firing | resolved | cancelled")
@@ -125,7 +180,9 @@ class AlertEpisode(BaseModel):
     resolved_at: str | None
     value: float | None = Field(description="Metric value at the latest transition.")
     threshold: float | None
-    articles: int
+    stories: int | None = Field(default=None, description="Stories in the window when it fired.")
+    articles: int = Field(description="Articles in the window when it fired.")
+    sources: int | None = Field(default=None, description="Distinct publishers in the window when it fired.")
     reminders: int
     reason: str | None
     notification: str | None = Field(description="Delivery status of the 'fired' notification.")
@@ -180,19 +237,56 @@ def alerts(
     ]
     found.sort(key=lambda e: (e.started_at, e.rule), reverse=True)
     page = found[offset : offset + limit]
+    with Session(request.app.state.engine) as session:
+        evidence = episode_evidence(session, page)
     return {
         "since": isoformat(start),
         "until": isoformat(end),
         "total": len(found),
         "offset": offset,
         "limit": limit,
-        "items": [_episode(e) for e in page],
+        "items": [_episode(e, ev) for e, ev in zip(page, evidence, strict=True)],
     }
 
 
-def _episode(episode: alert_store.Episode) -> dict[str, Any]:
-    row = episode.as_row()
+def _episode(episode: alert_store.Episode, evidence: dict[str, Any]) -> dict[str, Any]:
+    row = {**episode.as_row(), **evidence}
     return {k: isoformat(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+class AlertEventDetail(BaseModel):
+    id: int
+    fingerprint: str
+    rule: str
+    topic: str
+    kind: str = Field(description="pending | fired | reminder | resolved | cancelled")
+    at: str
+    value: float | None
+    threshold: float | None
+    explanation: dict[str, Any] = Field(
+        description="Why: value, threshold and clear level, window, stories/sources/articles counted, "
+        "baseline or coverage, top stories (`headlines`), and `previous` (the last notice)."
+    )
+    episode: list[dict[str, Any]] = Field(description="The episode's events: id, kind, at, value.")
+    notification: dict[str, Any] | None = Field(description="Its notification's delivery, if notified.")
+
+
+@router.get(
+    "/alerts/{event_id}",
+    response_model=AlertEventDetail,
+    tags=["queries"],
+    summary="Why an alert fired: one alert event explained (the data of `monitor alerts show`)",
+    responses={404: {"description": "No alert event with this id."}},
+)
+def alert_event(
+    request: Request, event_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="An alert event id.")]
+) -> dict[str, Any] | JSONResponse:
+    with Session(request.app.state.engine) as session:
+        found = describe_event(session, event_id, request.app.state.settings.alerts)
+    if found is None:
+        message = f"no alert event with id {event_id}"
+        return JSONResponse(status_code=404, content={"error": message, "detail": message})
+    return found
 
 
 # ----------------------------------------------------------------------------- articles
@@ -226,6 +320,8 @@ class ArticleOut(BaseModel):
     topic_relevance: float | None = Field(description="With exactly one `topic`: that topic's relevance.")
     topic_sentiment: float | None = Field(description="With exactly one `topic`: that topic's sentiment.")
     topic_label: str | None
+    story_id: int | None = Field(description="The story the article belongs to; null while not placed yet.")
+    novel: bool | None = Field(description="Whether the article opened its story; null while not placed yet.")
 
 
 class ArticlesResponse(BaseModel):
@@ -321,3 +417,119 @@ def articles(
 
 def _article(data: dict[str, Any]) -> dict[str, Any]:
     return {k: isoformat(v) if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+# ----------------------------------------------------------------------------- stories
+
+
+class StoryTopicOut(BaseModel):
+    topic: str
+    sentiment: float = Field(description="Mean sentiment of the story's articles toward the topic.")
+    label: str = Field(description="The label most of its articles carry toward the topic.")
+    articles: int
+    sources: int
+
+
+class StoryOut(BaseModel):
+    id: int
+    headline: str = Field(description="The title of the story's first article.")
+    url: str | None = Field(description="The link of its earliest article.")
+    first_seen: str
+    last_seen: str
+    articles: int
+    sources: int = Field(description="Distinct publishers that carried it.")
+    source_names: list[str]
+    languages: list[str]
+    topics: list[StoryTopicOut]
+
+
+class StoriesResponse(BaseModel):
+    since: str
+    until: str
+    topic: str | None
+    sort: str
+    limit: int
+    items: list[StoryOut]
+
+
+class StoryMemberOut(BaseModel):
+    id: int
+    title: str
+    url: str | None
+    source: str
+    language: str | None
+    happened_at: str
+    novel: bool = Field(description="The article that opened the story.")
+    basis: str = Field(
+        description="How it joined: `first`, `text` (headline words) or `meaning` (the model)."
+    )
+    similarity: float = Field(description="Similarity to the article it matched (1.0 for the first).")
+
+
+class StoryDetail(StoryOut):
+    members: list[StoryMemberOut]
+
+
+StorySort = Literal["recent", "sources", "most_negative", "most_positive"]
+if set(StorySort.__args__) != set(STORY_SORTS):
+    raise RuntimeError("monitor.api.routes.StorySort differs from monitor.store.stories.STORY_SORTS")
+
+
+@router.get(
+    "/stories",
+    response_model=StoriesResponse,
+    tags=["queries"],
+    summary="Stories: one event, many copies (the data of `monitor stories`)",
+)
+def stories(
+    request: Request,
+    topic: Annotated[str | None, Query(description="Only stories about this topic.", max_length=64)] = None,
+    since: Annotated[str, Query(description=SINCE_HELP + " On first_seen.", max_length=64)] = "24h",
+    until: Annotated[str | None, Query(description=UNTIL_HELP, max_length=64)] = None,
+    search: Annotated[
+        str | None,
+        Query(description="Text in the headline of the story or of one of its articles.", max_length=200),
+    ] = None,
+    sort: Annotated[
+        StorySort,
+        Query(description="`recent`, `sources` (most first), or by sentiment toward `topic` (needs it)."),
+    ] = "recent",
+    limit: Annotated[int, Query(ge=1, le=1000, description="How many (1-1000).")] = 50,
+) -> dict[str, Any]:
+    if topic is not None and topic.strip():
+        topic = check_topics([topic], list(request.app.state.settings.topics))[0]
+    else:
+        topic = None
+    check_story_sort(sort, topic)
+    start, end = time_range(since, until, default_since="24h")
+    flt = StoryFilter(
+        topic=topic, since=start, until=end, search=check_search(search), limit=limit, order=sort
+    )
+    engine = request.app.state.engine
+    return {
+        "since": isoformat(start),
+        "until": isoformat(end),
+        "topic": topic,
+        "sort": sort,
+        "limit": limit,
+        "items": story_dicts(engine, list_stories(engine, flt)),
+    }
+
+
+@router.get(
+    "/stories/{story_id}",
+    response_model=StoryDetail,
+    tags=["queries"],
+    summary="One story with its articles (the data of `monitor stories show`)",
+    responses={404: {"description": "No story with this id."}},
+)
+def story(
+    request: Request, story_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The story's id.")]
+) -> dict[str, Any] | JSONResponse:
+    engine = request.app.state.engine
+    found = get_story(engine, story_id)
+    if found is None:
+        message = f"no story with id {story_id}"
+        return JSONResponse(status_code=404, content={"error": message, "detail": message})
+    row, members = found
+    return {**story_dicts(engine, [row])[0], "members": members}

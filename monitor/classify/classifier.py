@@ -76,29 +76,15 @@ class ScoredText:
     chunks: int
     topics: tuple[TopicResult, ...] = field(default_factory=tuple)
     truncated: bool = False
-    # Unit vector of the text's meaning from the model's own pass (None for models that give none): the
-    # story clusterer compares it across languages.
-    vector: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["vector"]
         data["probabilities"] = dict(zip(LABELS, self.probabilities, strict=True))
         data["model"] = {"name": self.model_name, "version": self.model_version}
         del data["model_name"], data["model_version"]
         for topic in data["topics"]:
             topic["keywords"] = list(topic["keywords"])
         return data
-
-
-def _mean_vector(parts: list[tuple[np.ndarray | None, float]]) -> np.ndarray | None:
-    """The length-weighted mean of a text's chunk vectors, as a unit vector."""
-    parts = [(v, w) for v, w in parts if v is not None]
-    if not parts:
-        return None
-    mean = sum(v * w for v, w in parts) / sum(w for _v, w in parts)
-    norm = float(np.linalg.norm(mean))
-    return (mean / norm).astype(np.float32) if norm > 0 else None
 
 
 def _weighted_length(text: str) -> float:
@@ -298,7 +284,6 @@ class Classifier:
                     chunks=chunk_counts[i],
                     topics=tuple(topic_results),
                     truncated=truncated,
-                    vector=_mean_vector([(r.vector, c.weight) for c, r in scored if c.topic is None]),
                 )
             )
         return results
@@ -430,7 +415,6 @@ class Classifier:
                     confidence=result.confidence,
                     model=f"{result.model_name}@{result.model_version}",
                     topics=tuple(TopicScore(t.name, t.relevance, t.sentiment) for t in result.topics),
-                    vector=result.vector.astype(np.float16).tobytes() if result.vector is not None else None,
                 )
             )
         return out

@@ -130,7 +130,6 @@ class TargetReading:
 class TextReading:
     article: np.ndarray  # (3,) article-level probabilities
     topics: dict[str, TargetReading]
-    vector: np.ndarray | None = None  # (d,) unit mean of the token states: the text's meaning
 
 
 def _heads_module(dim: int, hidden: int = 384) -> Any:
@@ -438,7 +437,7 @@ class TargetBackend:
         tokenized = [self.model.tokenize(t, self.max_length) if t.strip() else ([], []) for t in texts]
         keep = [i for i, t in enumerate(texts) if t.strip()]
         for i in set(range(len(texts))) - set(keep):
-            out[i] = TextReading(neutral, {t.name: TargetReading(0.0, neutral, ()) for t in topics}, None)
+            out[i] = TextReading(neutral, {t.name: TargetReading(0.0, neutral, ()) for t in topics})
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.model.precision == "bf16")
         with self._lock, torch.inference_mode(), autocast:
             for batch in length_batches([len(tokenized[i][0]) for i in keep], self.batch_size):
@@ -466,9 +465,6 @@ class TargetBackend:
                 )
                 article = article_logits.float().softmax(-1).numpy()
                 target = target_logits.float().softmax(-1).numpy()
-                weights = torch.from_numpy(mask)[..., None].float()
-                meaning = torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1)
-                meaning = meaning.float().numpy()
                 for row, i in enumerate(index):
                     readings = {}
                     for k, topic in enumerate(topics):
@@ -477,7 +473,7 @@ class TargetBackend:
                         sentiment = probs[1:] / max(about, 1e-6)
                         mentions = tuple(dict.fromkeys(alias for _s, _e, alias in found[row][k]))
                         readings[topic.name] = TargetReading(about, sentiment.astype(np.float32), mentions)
-                    out[i] = TextReading(article[row].astype(np.float32), readings, meaning[row])
+                    out[i] = TextReading(article[row].astype(np.float32), readings)
         return [r for r in out if r is not None]
 
 

@@ -1,7 +1,8 @@
-"""`monitor alerts` (history, redelivery) and `monitor rules` (list, replay stored history through them)."""
+"""`monitor alerts` (history, why one fired, redelivery) and `monitor rules` (list, replay history)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from monitor.store.outbox import FailedNotification
 
 ALERT_COLUMNS = (
+    "id",
     "rule",
     "topic",
     "state",
@@ -32,14 +34,27 @@ ALERT_COLUMNS = (
     "resolved_at",
     "value",
     "threshold",
+    "stories",
     "articles",
+    "sources",
     "reminders",
     "notification",
     "notification_error",
     "reason",
 )
 REDELIVER_COLUMNS = ("id", "rule", "topic", "kind", "at", "action", "error")
-REPLAY_COLUMNS = ("at", "rule", "topic", "event", "value", "threshold", "articles", "reason")
+REPLAY_COLUMNS = (
+    "at",
+    "rule",
+    "topic",
+    "event",
+    "value",
+    "threshold",
+    "stories",
+    "articles",
+    "sources",
+    "reason",
+)
 RULE_COLUMNS = (
     "name",
     "topic",
@@ -48,7 +63,9 @@ RULE_COLUMNS = (
     "clear",
     "window",
     "baseline",
+    "count",
     "min_articles",
+    "min_sources",
     "for",
     "repeat",
     "severity",
@@ -71,22 +88,72 @@ RULE_COLUMNS = (
 def alerts(ctx: click.Context, since: str, until: str | None, state: str | None, output_format: str) -> None:
     """Alert history: one row per episode (pending -> firing -> resolved), newest last.
 
-    Episodes still open are shown even when they began before --since.
+    Episodes still open are shown even when they began before --since. `id` is the episode's fired event
+    (its first event while pending): `monitor alerts show ID` explains it. `stories`, `articles` and
+    `sources` are what its window held when it fired.
     """
     if ctx.invoked_subcommand is not None:
         return
+    from monitor.alerts.explain import episode_evidence
     from monitor.store.alerts import episodes
 
     app: App = ctx.obj
     start, end = time_range(since, until)
     with Session(app.engine()) as session:
         rows = episodes(session, since=start, until=end)
-    if state is None:
-        rows = [e for e in rows if e.state != "cancelled"]
-    else:
-        rows = [e for e in rows if e.state == state]
+        if state is None:
+            rows = [e for e in rows if e.state != "cancelled"]
+        else:
+            rows = [e for e in rows if e.state == state]
+        evidence = episode_evidence(session, rows)
     columns = ALERT_COLUMNS + (("fingerprint",) if output_format != "table" else ())
-    emit([e.as_row() for e in rows], output_format, columns)
+    emit([{**e.as_row(), **ev} for e, ev in zip(rows, evidence, strict=True)], output_format, columns)
+
+
+@alerts.command("show")
+@click.argument("event_id", metavar="ID", type=int)
+@format_option(("table", "json"))
+@click.pass_obj
+@handle_errors
+def show(app: App, event_id: int, output_format: str) -> None:
+    """Why an alert fired (or reminded, or resolved): value against threshold and clear level, the window's
+    stories, sources and articles, the baseline, the top stories, and what changed since the last notice.
+
+    ID is the `id` column of `monitor alerts` (any event id of the alert's history works).
+    """
+    from monitor.alerts.explain import describe_event
+
+    with Session(app.engine()) as session:
+        described = describe_event(session, event_id, app.settings.alerts)
+    if described is None:
+        raise click.BadParameter(f"no alert event {event_id} (see the id column of `monitor alerts`)")
+    if output_format == "json":
+        click.echo(json.dumps(described, ensure_ascii=False, indent=2))
+        return
+    for line in _show_lines(described):
+        click.echo(line)
+
+
+def _show_lines(d: dict[str, Any]) -> list[str]:
+    """The explanation as the console message shows it, then the episode and its notification."""
+    from monitor.notify.message import render_console
+    from monitor.textsafe import strip_bidi
+
+    lines = [f"Alert event {d['id']}: {d['kind']} at {d['at']}", ""]
+    lines += render_console(d["explanation"]).splitlines()
+    if d["episode"]:
+        steps = " → ".join(f"{e['kind']} {e['at']} (#{e['id']})" for e in d["episode"])
+        lines += ["", f"Episode: {steps}"]
+    note = d["notification"]
+    if note is not None:
+        status = f"Notification {note['id']}: {note['status']}"
+        if note["delivered_via"]:
+            status += f" via {note['delivered_via']} at {note['delivered_at']}"
+        if note["error"]:
+            status += f" — {note['error']}"
+        lines.append(status)
+    lines.append(f"Alert: {d['fingerprint']}")
+    return [strip_bidi(line) for line in lines]
 
 
 @alerts.command("redeliver")
@@ -220,7 +287,9 @@ def rules_list(app: App, output_format: str) -> None:
             "clear": r.clear,
             "window": duration(r.window),
             "baseline": duration(r.baseline) if r.metric in ("volume_ratio", "sentiment_shift") else None,
+            "count": r.count,
             "min_articles": r.min_articles,
+            "min_sources": r.min_sources,
             "for": duration(r.for_) or "0s",
             "repeat": duration(r.repeat),
             "severity": r.severity,

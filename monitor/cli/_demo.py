@@ -12,6 +12,7 @@ from monitor.cli._common import emit
 
 FEED_COLUMNS = ["feed", "status", "new", "updated", "error"]
 ALERT_COLUMNS = ["rule", "topic", "state", "fired_at", "resolved_at", "value", "threshold", "articles"]
+STORY_COLUMNS = ["id", "sources", "articles", "languages", "headline"]
 
 
 @click.command("demo")
@@ -83,13 +84,34 @@ def demo_command(db_path: Path, host: str, port: int, serve: bool) -> None:
     )
     click.echo("\nAlerts raised:")
     emit([e.as_row() for e in report.episodes], "table", ALERT_COLUMNS)
+    click.echo("\nStories carried by the most sources (syndicated copies and translations of one event):")
+    emit(_top_stories(report.engine), "table", STORY_COLUMNS)
     click.echo(f"\nDatabase: {db_path}. Query it, e.g.:")
     click.echo(
         f"  MONITOR_DATABASE_URL=sqlite:///{db_path} monitor history --topic nvidia --since 4d --bucket 6h"
     )
+    click.echo(f"  MONITOR_DATABASE_URL=sqlite:///{db_path} monitor stories --since 4d --sort sources")
     if not serve:
         return
     _serve(report, host, port)
+
+
+def _top_stories(engine, limit: int = 5) -> list[dict]:  # noqa: ANN001
+    """The demo's stories with the most sources: where the copies of one wire story went."""
+    from monitor.store.stories import StoryFilter, list_stories
+
+    rows = list_stories(engine, StoryFilter(order="sources", limit=limit))
+    return [
+        {
+            "id": row.id,
+            "sources": row.sources,
+            "articles": row.articles,
+            "languages": ",".join(row.languages),
+            "headline": row.headline,
+        }
+        for row in rows
+        if row.sources > 1
+    ]
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -11,8 +11,20 @@ import click
 from monitor.cli._common import App, emit, format_option, handle_errors, since_option, until_option
 from monitor.params import ParamError, check_topics, time_range
 from monitor.store.history import BUCKETS, history
+from monitor.store.story_history import COUNTS, story_history
 
 HISTORY_COLUMNS = ["topic", "bucket_start", "articles", "mean_sentiment", "negative_share", "positive_share"]
+STORY_HISTORY_COLUMNS = [
+    "topic",
+    "bucket_start",
+    "stories",
+    "articles",
+    "mean_sentiment",
+    "negative_share",
+    "positive_share",
+    "all_stories",
+    "coverage_share",
+]
 
 
 def param_errors(func: Callable) -> Callable:
@@ -40,20 +52,41 @@ def param_errors(func: Callable) -> Callable:
 @click.option(
     "--tz", default="UTC", show_default=True, help="IANA time zone for bucket starts (e.g. Europe/Berlin)."
 )
+@click.option(
+    "--count",
+    type=click.Choice(list(COUNTS)),
+    default="articles",
+    show_default=True,
+    help="articles: every copy counts; stories: each story once, in the bucket it was first seen, "
+    "with its coverage_share of all stories.",
+)
 @format_option()
 @click.pass_obj
 @handle_errors
 @param_errors
 def history_command(
-    app: App, topics: tuple[str, ...], since: str, until: str | None, bucket: str, tz: str, output_format: str
+    app: App,
+    topics: tuple[str, ...],
+    since: str,
+    until: str | None,
+    bucket: str,
+    tz: str,
+    count: str,
+    output_format: str,
 ) -> None:
     """Per-topic sentiment over time: articles, mean sentiment, negative and positive share per bucket.
 
     Buckets are aligned to the bucket size in --tz (days start at local midnight); empty buckets are
-    listed with 0 articles. Times are ISO 8601, UTC unless --tz.
+    listed with 0 articles. Times are ISO 8601, UTC unless --tz. With --count stories each story counts
+    once (its per-topic vote), and coverage_share is the topic's share of all stories in the bucket: for
+    ai_bubble, the AI-bubble index.
     """
     selected = check_topics(topics, list(app.settings.topics))
     start, end = time_range(since, until)
+    if count == "stories":
+        points = story_history(app.engine(), selected, start, end, bucket, tz)
+        emit([p.as_dict() for p in points], output_format, STORY_HISTORY_COLUMNS)
+        return
     points = history(app.engine(), selected, start, end, bucket, tz)
     emit([p.as_dict() for p in points], output_format, HISTORY_COLUMNS)
 

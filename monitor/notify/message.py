@@ -8,6 +8,13 @@ Safety and limits:
 - Block Kit limits: section text <= 3000 characters, header <= 150, at most 50 blocks. Titles are cut by
   characters (never bytes), so Chinese text stays intact.
 - The plain `text` fallback is always set (notifications, screen readers, clients without blocks).
+
+What a message says (the facts come from `monitor.alerts.explain`): the value against the threshold and the
+clear level; the window and the evidence in it — stories, distinct publishers and articles, and the minimums
+the rule asks for; the baseline (volume_ratio, sentiment_shift) or the coverage it is a share of
+(coverage_share); what changed since the alert's last notice; and the top stories, one line per story with
+how many publishers carry it, never a list of copies. The same lines, unescaped, are the console message and
+`monitor alerts show`. Payloads stored before stories existed (no `unit`) render as they always did.
 """
 
 from __future__ import annotations
@@ -33,11 +40,13 @@ METRIC_LABELS = {
     "volume": "Volume",
     "volume_ratio": "Volume ratio",
     "sentiment_shift": "Sentiment shift",
+    "coverage_share": "Coverage share",
 }
 ORDER_LABELS = {
     "most_negative": "most negative first",
     "most_positive": "most positive first",
     "recent": "most recent first",
+    "most_covered": "most widely carried first",
 }
 REASON_TEXT = {
     "cleared": "the metric is back past its clear level",
@@ -73,7 +82,7 @@ def safe_link(url: str | None) -> str | None:
 def format_value(metric: str, value: float | None) -> str:
     if value is None:
         return "n/a"
-    if metric in ("negative_share", "positive_share"):
+    if metric in ("negative_share", "positive_share", "coverage_share"):
         return f"{value:.0%}"
     if metric == "volume":
         return f"{value:.0f}"
@@ -139,46 +148,156 @@ def history_note(p: dict[str, Any]) -> str | None:
     )
 
 
-def _summary(p: dict[str, Any]) -> str:
+def plural(n: int, word: str) -> str:
+    """`1 story`, `3 stories`, `1 source`, `12 articles`."""
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
+
+
+class Style:
+    """How explanation lines are written: Slack mrkdwn (escaped, bold) or plain text (console, CLI)."""
+
+    def __init__(self, markup: bool) -> None:
+        self.markup = markup
+
+    def text(self, value: Any) -> str:
+        return escape(value) if self.markup else strip_bidi(str(value))
+
+    def bold(self, value: Any) -> str:
+        return f"*{self.text(value)}*" if self.markup else self.text(value)
+
+    def italic(self, value: Any) -> str:
+        return f"_{self.text(value)}_" if self.markup else self.text(value)
+
+
+MRKDWN = Style(markup=True)
+PLAIN = Style(markup=False)
+
+
+def explanation_lines(p: dict[str, Any], style: Style) -> list[str]:
+    """Why the alert is in this state, line by line: value, window, evidence, baseline or coverage, what
+    changed since the last notice, and (resolved) why it resolved."""
     metric = p["metric"]
     label = METRIC_LABELS.get(metric, metric)
-    window = format_duration(p["window_seconds"])
     lines = [
-        f"*{escape(label)}* is *{escape(format_value(metric, p.get('value')))}* ({escape(_comparison(p))})",
-        f"Window: last {window} ({_time(p.get('window_start'))} – {_time(p.get('window_end'))}) · "
-        f"*{int(p.get('count', 0))}* articles (min {int(p.get('min_articles', 0))})",
+        f"{style.bold(label)} is {style.bold(format_value(metric, p.get('value')))} "
+        f"({style.text(_comparison(p))})"
     ]
-    if p.get("baseline_seconds"):
-        base = format_duration(p["baseline_seconds"])
-        if metric == "volume_ratio" and p.get("baseline_value") is not None:
-            lines.append(
-                f"Baseline: the {base} before · {p['baseline_value']:.2f} articles/h "
-                f"({int(p.get('baseline_count') or 0)} articles)"
-            )
-        elif p.get("baseline_value") is not None:
-            lines.append(
-                f"Baseline: the {base} before · mean {p['baseline_value']:+.2f} "
-                f"({int(p.get('baseline_count') or 0)} articles)"
-            )
+    window = f"Window: last {format_duration(p['window_seconds'])} "
+    window += f"({_time(p.get('window_start'))} – {_time(p.get('window_end'))})"
+    if p.get("unit") is None or p.get("stories") is None:  # stored before stories, or nothing measured
+        count = int(p.get("count", 0))
+        lines.append(f"{window} · {style.bold(count)} articles (min {int(p.get('min_articles', 0))})")
+    else:
+        lines += [window, _evidence(p, style)]
+    lines += [line for line in (_coverage(p, style), _baseline(p, style), _since_last(p, style)) if line]
     if p["kind"] == "resolved":
         reason = REASON_TEXT.get(str(p.get("reason")), str(p.get("reason") or ""))
-        lines.append(f"Resolved: {escape(reason)}")
+        lines.append(f"Resolved: {style.text(reason)}")
         if p.get("fired_at"):
             lines.append(f"Fired {_time(p['fired_at'])}, resolved {_time(p.get('at'))}")
     elif p["kind"] == "reminder" and p.get("fired_at"):
         lines.append(f"Firing since {_time(p['fired_at'])}")
-    return truncate("\n".join(lines), SECTION_LIMIT)
+    return lines
+
+
+def _evidence(p: dict[str, Any], style: Style) -> str:
+    """`Evidence: 12 stories from 9 sources, 31 articles (…) · fires with ≥ 5 stories and ≥ 3 sources`."""
+    stories, sources, articles = int(p["stories"]), int(p.get("sources") or 0), int(p.get("articles") or 0)
+    text = (
+        f"Evidence: {style.bold(plural(stories, 'story'))} from {style.bold(plural(sources, 'source'))}, "
+        f"{plural(articles, 'article')}"
+    )
+    if p["unit"] == "stories" and articles > stories:
+        text += " (copies of one story count once)"
+    elif p["unit"] == "articles":
+        text += " (every copy counts)"
+    needs = []
+    unit = "story" if p["unit"] == "stories" else "article"
+    if p["metric"] != "volume" and int(p.get("min_articles") or 0) > 0:
+        needs.append(f"≥ {plural(int(p['min_articles']), unit)}")
+    if int(p.get("min_sources") or 0) > 0:
+        needs.append(f"≥ {plural(int(p['min_sources']), 'source')}")
+    if needs:
+        text += " · fires with " + " and ".join(needs)
+    return text
+
+
+def _coverage(p: dict[str, Any], style: Style) -> str | None:
+    """coverage_share: what the share is of."""
+    if p["metric"] != "coverage_share" or p.get("coverage_total") is None:
+        return None
+    unit = "story" if p.get("unit", "stories") == "stories" else "article"
+    total = int(p["coverage_total"])
+    return (
+        f"Coverage: {style.text(p['topic'])} is in {style.bold(int(p.get('count', 0)))} of the "
+        f"{plural(total, unit)} on any watched topic"
+    )
+
+
+def _baseline(p: dict[str, Any], style: Style) -> str | None:
+    """volume_ratio / sentiment_shift: the period the window is compared with."""
+    if not p.get("baseline_seconds") or p.get("baseline_value") is None:
+        return None
+    base = format_duration(p["baseline_seconds"])
+    unit = p.get("unit") or "articles"
+    count = plural(int(p.get("baseline_count") or 0), "story" if unit == "stories" else "article")
+    if p["metric"] == "volume_ratio":
+        return f"Baseline: the {base} before · {p['baseline_value']:.2f} {unit}/h ({count})"
+    return f"Baseline: the {base} before · mean {p['baseline_value']:+.2f} ({count})"
+
+
+def _since_last(p: dict[str, Any], style: Style) -> str | None:
+    """`Since the last notice (fired 2026-03-02 15:00 UTC): -0.52 → -0.61 · stories 12 → 15 · 4 new …`."""
+    before = p.get("previous")
+    if not isinstance(before, dict):
+        return None
+    metric = p["metric"]
+    parts = [f"{format_value(metric, before.get('value'))} → {format_value(metric, p.get('value'))}"]
+    for key in ("stories", "sources"):  # shown when they changed
+        if before.get(key) is not None and p.get(key) is not None and before[key] != p[key]:
+            parts.append(f"{key} {int(before[key])} → {int(p[key])}")
+    if p.get("new_stories") is not None:
+        parts.append(f"{plural(int(p['new_stories']), 'new story')}")
+    what = style.text(f"{before.get('kind', 'notice')} {_time(before.get('at'))}")
+    return f"Since the last notice ({what}): " + style.text(" · ".join(parts))
+
+
+def _summary(p: dict[str, Any]) -> str:
+    return truncate("\n".join(explanation_lines(p, MRKDWN)), SECTION_LIMIT)
 
 
 def _headline_line(h: dict[str, Any]) -> str:
-    """`• <url|title> — _source_ · score -0.87` (the URL's own `|` is encoded, so the first `|` splits)."""
+    """`• <url|title> — _source_ · score -0.87` (the URL's own `|` is encoded, so the first `|` splits).
+
+    A story also says how widely it is carried: `— _reuters.com_ +6 more sources, 12 articles`."""
     title = escape(truncate(" ".join(str(h.get("title") or "(untitled)").split()), TITLE_LIMIT))
     link = safe_link(h.get("url"))
     line = f"• <{link}|{title}>" if link else f"• {title}"
-    if h.get("source"):
-        line += f" — _{escape(truncate(str(h['source']), 100))}_"
+    carried = _carried(h, MRKDWN)
+    if carried:
+        line += f" — {carried}"
     line += f" · score {float(h.get('score', 0.0)):+.2f}"
+    if h.get("new"):
+        line += " · _new_"
     return truncate(line, SECTION_LIMIT)
+
+
+def _carried(h: dict[str, Any], style: Style) -> str:
+    """Who carries a story: its first publisher, how many more, and how many articles."""
+    source = style.italic(truncate(str(h["source"]), 100)) if h.get("source") else ""
+    sources, articles = h.get("sources"), h.get("articles")
+    if sources is None:  # a plain article (payloads from before stories)
+        return source
+    parts = [source] if source else []
+    others = int(sources) - (1 if source else 0)
+    if others > 0:
+        parts.append(f"+{plural(others, 'more source')}" if source else plural(int(sources), "source"))
+    text = " ".join(parts)
+    if articles is not None and int(articles) > 1:
+        text += f", {plural(int(articles), 'article')}"
+    return text
 
 
 def render_slack(p: dict[str, Any], public_url: str | None = None) -> tuple[str, list[dict[str, Any]]]:
@@ -193,7 +312,7 @@ def render_slack(p: dict[str, Any], public_url: str | None = None) -> tuple[str,
     headlines = list(p.get("headlines") or [])[:MAX_HEADLINES]
     if headlines:
         order = ORDER_LABELS.get(str(p.get("headline_order")), "")
-        intro = "*Top headlines*" + (f" ({order})" if order else "")
+        intro = ("*Top stories*" if _stories(p) else "*Top headlines*") + (f" ({order})" if order else "")
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": intro}})
         for h in headlines:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _headline_line(h)}})
@@ -220,6 +339,19 @@ def dashboard_link(public_url: str | None, topic: str) -> str | None:
     return f"{base}?topic={quote(topic, safe='')}" if base else None
 
 
+def _stories(p: dict[str, Any]) -> bool:
+    """The payload lists stories (with their publishers), not single articles."""
+    return any(h.get("sources") is not None for h in p.get("headlines") or [])
+
+
+def _counts(p: dict[str, Any]) -> str:
+    """`12 stories from 9 sources (31 articles)`, or `12 articles` for payloads from before stories."""
+    if p.get("unit") is None or p.get("stories") is None:
+        return f"{int(p.get('count', 0))} articles"
+    stories, sources = plural(int(p["stories"]), "story"), plural(int(p.get("sources") or 0), "source")
+    return f"{stories} from {sources} ({plural(int(p.get('articles') or 0), 'article')})"
+
+
 def render_text(p: dict[str, Any]) -> str:
     """The plain `text` fallback (Slack parses it as mrkdwn too, so it is escaped the same way)."""
     metric = p["metric"]
@@ -231,20 +363,28 @@ def render_text(p: dict[str, Any]) -> str:
     window = format_duration(p["window_seconds"])
     text = (
         f"[{prefix}] {escape(p['rule'])} ({escape(p['topic'])}): {label} {value} "
-        f"({escape(_comparison(p))}) over {window}, {int(p.get('count', 0))} articles"
+        f"({escape(_comparison(p))}) over {window}, {_counts(p)}"
     )
     if p["kind"] == "resolved" and p.get("reason"):
         text += f"; {escape(REASON_TEXT.get(str(p['reason']), str(p['reason'])))}"
+    before = p.get("previous")
+    if isinstance(before, dict) and p["kind"] != "fired":
+        text += f"; {format_value(metric, before.get('value'))} at the last notice"
     note = history_note(p)
     if note:
         text = f"[{escape(note)}] {text}"
     headlines = list(p.get("headlines") or [])[:3]
     if headlines:
-        titles = "; ".join(
-            escape(truncate(" ".join(str(h.get("title") or "").split()), 120)) for h in headlines
-        )
+        titles = "; ".join(_short_title(h) for h in headlines)
         text += f". Top: {titles}"
     return truncate(text, TEXT_LIMIT)
+
+
+def _short_title(h: dict[str, Any]) -> str:
+    title = escape(truncate(" ".join(str(h.get("title") or "").split()), 120))
+    if h.get("sources") is not None:
+        title += f" ({plural(int(h['sources']), 'source')})"
+    return title
 
 
 def render_resolved_original(
@@ -263,28 +403,38 @@ def render_resolved_original(
     reason = REASON_TEXT.get(str(resolved.get("reason")), str(resolved.get("reason") or ""))
     note = (
         f"*Resolved* {_time(resolved.get('at'))}: {escape(METRIC_LABELS.get(metric, metric).lower())} "
-        f"now {escape(format_value(metric, resolved.get('value')))} — {escape(reason)}"
+        f"now {escape(format_value(metric, resolved.get('value')))}"
     )
+    if resolved.get("unit") is not None and resolved.get("stories") is not None:
+        note += f" over {escape(_counts(resolved))}"
+    note += f" — {escape(reason)}"
     blocks.insert(1, {"type": "section", "text": {"type": "mrkdwn", "text": truncate(note, SECTION_LIMIT)}})
     return truncate("[Resolved] " + text, TEXT_LIMIT), blocks[:MAX_BLOCKS]
 
 
 def render_console(p: dict[str, Any]) -> str:
     """A readable, unescaped multi-line text for the log/console (nothing parses it); no bidi controls."""
-    metric = p["metric"]
-    lines = [
-        _title(p),
-        f"  {METRIC_LABELS.get(metric, metric)} = {format_value(metric, p.get('value'))} ({_comparison(p)}), "
-        f"window {format_duration(p['window_seconds'])}, {int(p.get('count', 0))} articles",
-    ]
+    lines = [_title(p)]
     note = history_note(p)
     if note:
         lines.append(f"  {note}")
-    if p["kind"] == "resolved" and p.get("reason"):
-        lines.append(f"  resolved: {REASON_TEXT.get(str(p['reason']), str(p['reason']))}")
-    for h in list(p.get("headlines") or [])[:MAX_HEADLINES]:
-        title = " ".join(str(h.get("title") or "(untitled)").split())
-        lines.append(
-            f"  {float(h.get('score', 0.0)):+.2f}  {title}  [{h.get('source') or ''}] {h.get('url') or ''}"
-        )
+    lines += [f"  {line}" for line in explanation_lines(p, PLAIN)]
+    lines += headline_lines(p)
     return strip_bidi("\n".join(lines))
+
+
+def headline_lines(p: dict[str, Any]) -> list[str]:
+    """The top stories (or headlines) as plain lines: score, title, who carries it, link."""
+    headlines = list(p.get("headlines") or [])[:MAX_HEADLINES]
+    if not headlines:
+        return []
+    order = ORDER_LABELS.get(str(p.get("headline_order")), "")
+    lines = [("  Top stories" if _stories(p) else "  Top headlines") + (f" ({order}):" if order else ":")]
+    for h in headlines:
+        title = " ".join(str(h.get("title") or "(untitled)").split())
+        carried = _carried(h, PLAIN)
+        new = "  (new)" if h.get("new") else ""
+        lines.append(
+            f"  {float(h.get('score', 0.0)):+.2f}  {title}  [{carried}] {h.get('url') or ''}".rstrip() + new
+        )
+    return lines

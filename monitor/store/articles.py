@@ -5,7 +5,8 @@ row when an entry with the same key comes back with another title or text (a new
 feed that first stored an article updates it: when two feeds carry the same URL with different
 headline styles, they must not flip the row back and forth on every poll.
 
-Reads: `list_articles(engine, ArticleFilter(...))` - typed filters, one query plus one for topics.
+Reads: `list_articles(engine, ArticleFilter(...))` - typed filters, one query plus one for topics and one
+for stories (a lookup by id, so the story join never changes the plan of the tuned main query).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 from sqlmodel import Session
 
+from monitor.store.stories import story_of_articles
 from monitor.store.tables import Article, ArticleScore, ArticleTopic, Feed
 
 log = logging.getLogger(__name__)
@@ -257,6 +259,9 @@ class ArticleRow:
     topic_relevance: float | None = None
     topic_sentiment: float | None = None
     topic_label: str | None = None
+    # The story the article was placed in, and whether it opened it; None while not placed yet.
+    story_id: int | None = None
+    novel: bool | None = None
 
     def as_dict(self) -> dict:
         """Plain types for JSON/CSV (datetimes stay datetimes; the CLI and API format them)."""
@@ -400,6 +405,7 @@ def list_articles(engine: Engine | Connection, flt: ArticleFilter) -> list[Artic
         query = query.order_by(*_order(flt, topic)).limit(max(0, flt.limit)).offset(max(0, flt.offset))
         rows = connection.execute(query).all()
         topics = _topics(connection, [row.id for row in rows])
+        stories = story_of_articles(connection, [row.id for row in rows])
     finally:
         if own:
             connection.close()
@@ -425,6 +431,8 @@ def list_articles(engine: Engine | Connection, flt: ArticleFilter) -> list[Artic
             topic_relevance=row.t_relevance if topic is not None else None,
             topic_sentiment=row.t_sentiment if topic is not None else None,
             topic_label=row.t_label if topic is not None else None,
+            story_id=stories[row.id][0] if row.id in stories else None,
+            novel=stories[row.id][1] if row.id in stories else None,
         )
         for row in rows
     ]

@@ -4,10 +4,11 @@ Writes (from the stories stage, `monitor.stories`), inside `assignment_transacti
 assignment across processes (a PostgreSQL advisory lock; SQLite's write lock), so two schedulers never
 open two stories for one event at the same moment:
 
-- `new_story` / `add_members`   place articles, keeping the story's counters in step
+- `new_stories` / `add_members` place articles, keeping the story's counters in step
 - `refresh_story_topics`        recompute the stories' votes from `article_topics` (after (re)scoring)
 
-Reads: `members_since` (the clusterer's catch-up), `list_stories`, `get_story`, `story_of_articles`.
+Reads: `members_since` (the clusterer's catch-up), `list_stories`, `get_story`, `story_of_articles`,
+`first_links` and `count_stories` (the CLI, API and dashboard listings).
 Story-counted rule windows are read from `article_topics` grouped by story (`monitor.store.windows`), so an
 article not yet placed still counts, as a story of its own.
 """
@@ -23,6 +24,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from monitor.params import ParamError
 from monitor.store.tables import Article, ArticleTopic, Feed, Story, StoryArticle, StoryTopic
 from monitor.timeutil import as_utc
 
@@ -204,14 +206,17 @@ class Placement:
     vector: bytes | None
 
 
-def new_story(connection: Connection, headline: str, first_seen: datetime) -> int:
-    """A story row for a first article (its counters are filled by `add_members`)."""
+def new_stories(connection: Connection, firsts: Sequence[tuple[str, datetime]]) -> list[int]:
+    """Story rows for first articles, (headline, first seen) each; ids in the same order. Counters are filled
+    by `add_members`."""
     result = connection.execute(
-        sa.insert(_S)
-        .values(headline=headline[:1000], first_seen=as_utc(first_seen), last_seen=as_utc(first_seen))
-        .returning(_S.c.id)
+        sa.insert(_S).returning(_S.c.id, sort_by_parameter_order=True),
+        [
+            {"headline": headline[:1000], "first_seen": as_utc(at), "last_seen": as_utc(at)}
+            for headline, at in firsts
+        ],
     )
-    return int(result.scalar_one())
+    return [int(row[0]) for row in result]
 
 
 def add_members(connection: Connection, placements: Sequence[Placement]) -> int:
@@ -544,3 +549,59 @@ def story_of_articles(engine: Engine | Connection, article_ids: Sequence[int]) -
         return read(engine)
     with engine.connect() as connection:
         return read(connection)
+
+
+def first_links(engine: Engine | Connection, story_ids: Sequence[int]) -> dict[int, str]:
+    """story id -> the link of its earliest article: what a story listing points people to."""
+
+    def read(connection: Connection) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for start in range(0, len(story_ids), _CHUNK):
+            rows = connection.execute(
+                sa.select(_M.c.story_id, _A.c.url)
+                .select_from(_M.join(_A, _A.c.id == _M.c.article_id))
+                .where(_M.c.story_id.in_(list(story_ids[start : start + _CHUNK])), _A.c.url.is_not(None))
+                .order_by(_M.c.story_id, _M.c.happened_at, _M.c.seq)
+            )
+            for story_id, url in rows:
+                out.setdefault(int(story_id), url)
+        return out
+
+    if isinstance(engine, Connection):
+        return read(engine)
+    with engine.connect() as connection:
+        return read(connection)
+
+
+def count_stories(
+    engine: Engine, since: datetime | None = None, until: datetime | None = None
+) -> tuple[int, int]:
+    """(stories, stories of more than one article) first seen in [since, until): a rebuild's summary."""
+    query = sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((_S.c.articles > 1, 1), else_=0)), 0)
+    )
+    if since is not None:
+        query = query.where(_S.c.first_seen >= as_utc(since))
+    if until is not None:
+        query = query.where(_S.c.first_seen < as_utc(until))
+    with engine.connect() as connection:
+        total, multi = connection.execute(query).one()
+    return int(total), int(multi)
+
+
+STORY_SORTS = ("recent", "sources", "most_negative", "most_positive")
+
+
+def check_story_sort(sort: str, topic: str | None) -> str:
+    """A listing order; the sentiment orders rank by the vote toward one topic, so they need it."""
+    if sort not in STORY_SORTS:
+        raise ParamError("sort", f"unknown order {sort!r} (choose from {', '.join(STORY_SORTS)})")
+    if sort in ("most_negative", "most_positive") and not topic:
+        raise ParamError("sort", f"{sort} ranks by sentiment toward one topic: give a topic too")
+    return sort
+
+
+def story_dicts(engine: Engine | Connection, rows: Sequence[StoryRow]) -> list[dict]:
+    """Listing items for JSON: each story's fields plus `url`, the link of its earliest article."""
+    links = first_links(engine, [row.id for row in rows])
+    return [{**row.as_dict(), "url": links.get(row.id)} for row in rows]

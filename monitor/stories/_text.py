@@ -117,6 +117,59 @@ def numbers(text: str) -> frozenset[str]:
     return frozenset(n.replace(",", "") for n in _NUMBER.findall(normalise(text)))
 
 
+_NAME = re.compile(r"\b[A-Z][A-Za-z0-9&.\-]*")
+# Capitalised words that name no company: headline style, months, places that do not tell events apart.
+_NOT_NAMES = frozenset(
+    [
+        "ai",
+        "a",
+        "an",
+        "the",
+        "update",
+        "exclusive",
+        "breaking",
+        "analysis",
+        "us",
+        "u.s.",
+        "china",
+        "chinese",
+        "wall",
+        "street",
+        "stocks",
+        "shares",
+        "ceo",
+        "cfo",
+        "q1",
+        "q2",
+        "q3",
+        "q4",
+        "h1",
+        "h2",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ]
+)
+
+
+def names(headline: str) -> tuple[str, ...]:
+    """Capitalised Latin words of a headline, case-folded, in order ("Broadcom", "AMD", "Meta")."""
+    found = [m.group(0).casefold().rstrip(".") for m in _NAME.finditer(headline)]
+    return tuple(dict.fromkeys(n for n in found if n not in _NOT_NAMES and n not in _STOPWORDS))
+
+
+def subjects_conflict(a: Features, b: Features) -> bool:
+    """Each headline leads with a name the other never mentions: "Broadcom forecasts revenue above
+    estimates" and "AMD forecasts revenue above estimates" are two events, however alike the words."""
+    if not a.names or not b.names:
+        return False
+    return a.names[0] not in b.names and b.names[0] not in a.names
+
+
 def enough_text(words: list[str]) -> bool:
     """False for empty and one- or two-word headlines ("Nvidia", "Update", "快讯"): they match nothing."""
     cjk = sum(1 for w in words if _CJK.fullmatch(w))
@@ -132,6 +185,14 @@ def substantive_summary(summary: str, title: str) -> str:
     if len(words) < 8 or normalise(text).startswith(normalise(title)[:40]) and len(text) < len(title) + 40:
         return ""
     return text
+
+
+def meaning_text(title: str, summary: str, limit: int = 200) -> str:
+    """What the meaning vector reads: the headline and the start of a substantive summary (the facts a
+    translation shares), without a publisher's decoration."""
+    headline = strip_decoration(title)
+    summary = substantive_summary(summary, headline)[:limit]
+    return f"{headline}. {summary}" if summary else headline
 
 
 def source_of(source: str | None, url: str | None, feed: str | None) -> str:
@@ -154,6 +215,8 @@ class Features:
     numbers: frozenset[str]
     enough: bool  # a headline with enough words to be compared at all
     script: str  # "cjk" or "latin": a pair of different scripts can only match by meaning
+    anchors: frozenset[str] = frozenset()  # Latin names and figures: what a translation keeps as written
+    names: tuple[str, ...] = ()  # capitalised Latin words in headline order: who the news is about
 
     @classmethod
     def of(cls, title: str, summary: str) -> Features:
@@ -167,6 +230,8 @@ class Features:
             numbers=numbers(headline),
             enough=enough_text(words),
             script="cjk" if cjk * 2 >= max(1, len(words)) else "latin",
+            anchors=frozenset(w for w in words if not _CJK.fullmatch(w) and (len(w) > 2 or w.isdigit())),
+            names=names(headline),
         )
 
     @property

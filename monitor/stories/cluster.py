@@ -24,17 +24,19 @@ from datetime import datetime, timedelta
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from monitor.stories._text import Features, jaccard, numbers_conflict
+from monitor.stories._text import Features, jaccard, numbers_conflict, subjects_conflict
 
 NUM_PERM = 64
 LSH_THRESHOLD = 0.3  # candidates only: the exact Jaccard decides
+SUPPORTED_MARGIN = 0.03  # how much lower a cosine may be when words or names are shared too
+LEAD_MARGIN = 0.03  # how far below the lower threshold a meaning match may sit from the story's first article
 
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
     text: float = 0.5  # Jaccard of headline words and pairs
-    meaning: float = 0.93  # cosine, same script
-    cross_language: float = 0.90  # cosine, Latin against Chinese
+    meaning: float = 0.92  # cosine, same script
+    cross_language: float = 0.85  # cosine, Latin against Chinese
 
 
 @dataclass(slots=True)
@@ -48,6 +50,7 @@ class Member:
     features: Features
     vector: np.ndarray | None  # unit float32, or None when the model gives none
     topics: frozenset[str] = frozenset()
+    signature: MinHash | None = None  # computed from `features` when not given
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +70,21 @@ class StoryIndex:
         self._lsh = MinHashLSH(threshold=LSH_THRESHOLD, num_perm=NUM_PERM)
         self._members: dict[int, Member] = {}
         self._vectors = _VectorTable()
+        self._first: dict[int, int] = {}  # story id -> its first member here (the story's lead)
 
     def __len__(self) -> int:
         return len(self._members)
 
     def __contains__(self, key: int) -> bool:
         return key in self._members
+
+    def move(self, key: int, story_id: int) -> None:
+        """Give a member another story id (a provisional one becoming the stored row's)."""
+        member = self._members[key]
+        if self._first.get(member.story_id) == key:
+            del self._first[member.story_id]
+        member.story_id = story_id
+        self._first.setdefault(story_id, key)
 
     def first_seen(self, key: int) -> datetime:
         """When the story of a member article was first seen."""
@@ -83,8 +95,9 @@ class StoryIndex:
         if member.key in self._members:
             self.remove(member.key)
         self._members[member.key] = member
+        self._first.setdefault(member.story_id, member.key)
         if member.features.enough:
-            self._lsh.insert(member.key, _minhash(member.features))
+            self._lsh.insert(member.key, member.signature or signature(member.features))
         if member.vector is not None:
             self._vectors.add(member.key, member.vector)
 
@@ -92,6 +105,8 @@ class StoryIndex:
         member = self._members.pop(key, None)
         if member is None:
             return
+        if self._first.get(member.story_id) == key:
+            del self._first[member.story_id]
         if member.features.enough:
             self._lsh.remove(key)
         self._vectors.remove(key)
@@ -110,36 +125,59 @@ class StoryIndex:
         vector: np.ndarray | None,
         happened_at: datetime,
         topics: Iterable[str] = (),
+        minhash: MinHash | None = None,
     ) -> Match | None:
-        """The story this article belongs to, or None for a new one."""
+        """The story this article belongs to, or None for a new one (`minhash`: its `signature`, if known)."""
         if not features.enough:
             return None
         topics = frozenset(topics)
         best: Match | None = None
-        for key in self._lsh.query(_minhash(features)):
+        for key in self._lsh.query(minhash or signature(features)):
             member = self._members[key]
-            if not self._in_window(member, happened_at) or numbers_conflict(features, member.features):
+            if not self._in_window(member, happened_at) or _conflict(features, member.features):
                 continue
             score = _text_similarity(features, member.features)
             if score >= self.thresholds.text and (best is None or score > best.similarity):
                 best = Match(member.story_id, round(score, 4), "text", key)
         if best is not None or vector is None:
             return best
+        floor = min(self.thresholds.meaning, self.thresholds.cross_language) - SUPPORTED_MARGIN
         for key, cosine in self._vectors.nearest(vector):
-            member = self._members[key]
-            same_script = member.features.script == features.script
-            threshold = self.thresholds.meaning if same_script else self.thresholds.cross_language
-            if cosine < threshold:
+            if cosine < floor:
                 break
+            member = self._members[key]
             if (
                 not member.features.enough
                 or not self._in_window(member, happened_at)
-                or numbers_conflict(features, member.features)
+                or _conflict(features, member.features)
                 or (topics and member.topics and not topics & member.topics)
             ):
                 continue
-            return Match(member.story_id, round(float(cosine), 4), "meaning", key)
+            if cosine >= self._meaning_threshold(features, member.features) and self._near_lead(
+                vector, member
+            ):
+                return Match(member.story_id, round(float(cosine), 4), "meaning", key)
         return None
+
+    def _near_lead(self, vector: np.ndarray, member: Member) -> bool:
+        """Close enough to the story's first article too: a chain of near neighbours must not walk a story
+        from one event to another."""
+        lead = self._members.get(self._first.get(member.story_id, -1))
+        if lead is None or lead.vector is None or lead.key == member.key:
+            return True
+        return (
+            float(lead.vector @ vector)
+            >= min(self.thresholds.meaning, self.thresholds.cross_language) - LEAD_MARGIN
+        )
+
+    def _meaning_threshold(self, a: Features, b: Features) -> float:
+        """The cosine two articles need: lower when they also share words (same script) or names and
+        figures (across scripts: "TPU", "Anthropic", "100")."""
+        if a.script == b.script:
+            shared = jaccard(a.title_shingles, b.title_shingles) >= 0.2
+            return self.thresholds.meaning - (SUPPORTED_MARGIN if shared else 0.0)
+        shared = len(a.anchors & b.anchors) >= 2
+        return self.thresholds.cross_language - (SUPPORTED_MARGIN if shared else 0.0)
 
     def _in_window(self, member: Member, happened_at: datetime) -> bool:
         return abs(happened_at - member.story_first_seen) <= self.window
@@ -166,9 +204,11 @@ class _VectorTable:
         else:
             if self._used == len(self._matrix):
                 grown = max(256, 2 * len(self._matrix))
-                self._matrix = np.resize(self._matrix, (grown, vector.shape[0]))
-                self._matrix[self._used :] = 0.0
-                self._keys = np.resize(self._keys, grown)
+                matrix = np.zeros((grown, vector.shape[0]), dtype=np.float32)
+                matrix[: self._used] = self._matrix[: self._used]
+                keys = np.zeros(grown, dtype=np.int64)
+                keys[: self._used] = self._keys[: self._used]
+                self._matrix, self._keys = matrix, keys
             row, self._used = self._used, self._used + 1
         self._matrix[row] = vector
         self._keys[row] = key
@@ -180,11 +220,12 @@ class _VectorTable:
             self._matrix[row] = 0.0
             self._free.append(row)
 
-    def nearest(self, vector: np.ndarray, limit: int = 8) -> list[tuple[int, float]]:
+    def nearest(self, vector: np.ndarray, limit: int = 16) -> list[tuple[int, float]]:
         """The closest vectors by cosine, best first."""
         if not self._rows:
             return []
-        cosines = self._matrix[: self._used] @ vector.astype(np.float32)
+        # einsum, not BLAS: a matrix-vector product this small is slower across BLAS threads on a busy CPU.
+        cosines = np.einsum("ij,j->i", self._matrix[: self._used], vector.astype(np.float32), optimize=False)
         top = np.argpartition(-cosines, min(limit, self._used) - 1)[:limit]
         top = top[np.argsort(-cosines[top])]
         return [
@@ -192,6 +233,10 @@ class _VectorTable:
             for i in top
             if int(self._keys[i]) in self._rows and self._rows[int(self._keys[i])] == i
         ]
+
+
+def _conflict(a: Features, b: Features) -> bool:
+    return numbers_conflict(a, b) or subjects_conflict(a, b)
 
 
 def _text_similarity(a: Features, b: Features) -> float:
@@ -205,7 +250,11 @@ def _text_similarity(a: Features, b: Features) -> float:
     return title
 
 
-def _minhash(features: Features) -> MinHash:
-    minhash = MinHash(num_perm=NUM_PERM, seed=7)
+_TEMPLATE = MinHash(num_perm=NUM_PERM, seed=7)  # its permutations are drawn once, not per article
+
+
+def signature(features: Features) -> MinHash:
+    """The MinHash of an article's shingles (compute once; `match` and `add` take it)."""
+    minhash = MinHash(NUM_PERM, seed=7, permutations=_TEMPLATE.permutations, scheme=_TEMPLATE.scheme)
     minhash.update_batch([s.encode("utf-8") for s in features.all_shingles])
     return minhash

@@ -7,6 +7,7 @@ An article placed before (a rescore, an edited headline) keeps its story; its st
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,8 +19,9 @@ from sqlalchemy.engine import Connection, Engine
 from monitor.config import StoriesConfig
 from monitor.events import ArticleScored, StoryAssigned
 from monitor.store import stories as store
-from monitor.stories._text import Features, source_of
-from monitor.stories.cluster import Match, Member, StoryIndex, Thresholds
+from monitor.stories._embed import MeaningEmbedder
+from monitor.stories._text import Features, meaning_text, source_of
+from monitor.stories.cluster import Match, Member, StoryIndex, Thresholds, signature
 from monitor.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -36,9 +38,12 @@ def _vector(raw: bytes | None) -> np.ndarray | None:
 class StoryStage:
     """Places scored articles in stories; one per process, built from `settings.stories`."""
 
-    def __init__(self, config: StoriesConfig, engine: Engine) -> None:
+    def __init__(
+        self, config: StoriesConfig, engine: Engine, embedder: MeaningEmbedder | None = None
+    ) -> None:
         self.config = config
         self.engine = engine
+        self.embedder = embedder or MeaningEmbedder()
         self.index = StoryIndex(
             window=config.window,
             thresholds=Thresholds(
@@ -57,11 +62,12 @@ class StoryStage:
         if not self.config.enabled or not scored:
             return []
         started = time.monotonic()
-        vectors = {event.article_id: _vector(event.vector) for event in scored}
+        ids = [event.article_id for event in scored]
         topics = {event.article_id: frozenset(t.name for t in event.topics) for event in scored}
+        vectors = self._embed_new(ids)  # outside the lock: the slow part
         with store.assignment_transaction(self.engine) as connection:
             self._catch_up(connection, now or utcnow())
-            events = self._place(connection, list(vectors), vectors, topics)
+            events = self._place(connection, ids, vectors, topics)
         log.debug(
             "stories assigned",
             extra={
@@ -71,6 +77,18 @@ class StoryStage:
             },
         )
         return events
+
+    def _embed_new(self, ids: list[int]) -> dict[int, np.ndarray | None]:
+        """Meaning vectors of the articles not placed yet (a rescored article keeps its story)."""
+        with self.engine.connect() as connection:
+            placed = store.stories_of(connection, ids)
+            facts = store.article_facts(connection, [i for i in ids if i not in placed])
+        return self._vectors(facts)
+
+    def _vectors(self, facts: dict[int, store.ArticleFacts]) -> dict[int, np.ndarray | None]:
+        wanted = [k for k, f in facts.items() if Features.of(f.title, f.summary).enough]
+        vectors = self.embedder.embed([meaning_text(facts[k].title, facts[k].summary) for k in wanted])
+        return {k: vectors[row] for row, k in enumerate(wanted)}
 
     def _catch_up(self, connection: Connection, now: datetime) -> None:
         """Add what other processes placed since, and forget stories nothing new may join."""
@@ -111,6 +129,7 @@ class StoryStage:
         events: list[StoryAssigned] = []
         placements: list[store.Placement] = []
         kept: set[int] = set()
+        headlines: list[tuple[str, datetime]] = []  # new stories, in provisional-id order
         for article_id in sorted(facts, key=lambda k: (as_utc(facts[k].happened_at), k)):
             fact = facts[article_id]
             if article_id in placed_before:
@@ -120,9 +139,13 @@ class StoryStage:
             happened_at = as_utc(fact.happened_at)
             features = Features.of(fact.title, fact.summary)
             vector = vectors.get(article_id)
-            match: Match | None = self.index.match(features, vector, happened_at, topics.get(article_id, ()))
+            minhash = signature(features) if features.enough else None
+            match: Match | None = self.index.match(
+                features, vector, happened_at, topics.get(article_id, ()), minhash
+            )
             if match is None:
-                story_id = store.new_story(connection, fact.title, happened_at)
+                story_id = -(len(headlines) + 1)  # provisional: the rows are inserted together below
+                headlines.append((fact.title, happened_at))
                 first_seen, novel, basis, similarity = happened_at, True, "first", 1.0
             else:
                 story_id, novel, basis, similarity = match.story_id, False, match.basis, match.similarity
@@ -149,14 +172,30 @@ class StoryStage:
                     features,
                     vector,
                     topics.get(article_id, frozenset()),
+                    minhash,
                 )
             )
             events.append(StoryAssigned(article_id, story_id, novel, basis, similarity))
+        if headlines:
+            real = store.new_stories(connection, headlines)
+            placements = [self._settle(p, real) for p in placements]
+            events = [
+                dataclasses.replace(e, story_id=real[-e.story_id - 1]) if e.story_id < 0 else e
+                for e in events
+            ]
         if placements:
             self._seq = store.add_members(connection, placements)
         if kept:
             store.refresh_stories(connection, kept)
         return events
+
+    def _settle(self, placement: store.Placement, real: list[int]) -> store.Placement:
+        """Swap a provisional story id (-1, -2, ...) for the inserted row's, here and in the index."""
+        if placement.story_id >= 0:
+            return placement
+        story_id = real[-placement.story_id - 1]
+        self.index.move(placement.article_id, story_id)
+        return dataclasses.replace(placement, story_id=story_id)
 
     # ------------------------------------------------------------------ stored history
 
@@ -169,8 +208,8 @@ class StoryStage:
         on_page: Callable[[int], None] | None = None,
     ) -> int:
         """Place the stored articles of [since, until) again, oldest first, as if they arrived now: after an
-        upgrade or a change of thresholds. Articles keep the meaning vector stored with their placement
-        (`monitor rescore` gives new ones); returns the articles placed."""
+        upgrade or a change of thresholds. The meaning vector stored with a placement is reused; returns the
+        articles placed."""
         self.index = StoryIndex(window=self.config.window, thresholds=self.index.thresholds)
         self._horizon = None
         done = 0
@@ -182,7 +221,10 @@ class StoryStage:
             with store.assignment_transaction(self.engine) as connection:
                 self.index.evict_before(as_utc(rows[0].happened_at) - 2 * self.config.window)
                 ids = [r.article_id for r in rows]
-                vectors = {r.article_id: _vector(r.vector) for r in rows}
+                vectors = {r.article_id: _vector(r.vector) for r in rows if r.vector}
+                missing = [i for i in ids if i not in vectors]
+                if missing:
+                    vectors.update(self._vectors(store.article_facts(connection, missing)))
                 topics = store.article_topic_names(connection, ids)
                 done += len(self._place(connection, ids, vectors, topics, replace=True))
             self._seq = 0  # the live path catches up from the start of its window again

@@ -1,4 +1,6 @@
-// Dashboard: one card per topic with a sentiment line over volume bars, alert bands and headlines.
+// Dashboard: one card per topic with a sentiment line over volume bars, alert bands and headlines, and the
+// AI-bubble index (the share of stories that are bubble talk). Headline lists show stories - one event,
+// however many copies - with how many sources carried each, instead of the same wire story five times.
 // No dependencies. Every piece of data reaches the page through textContent or setAttribute, never
 // innerHTML, so headlines (including ones that look like markup) are always shown as text. Text loses its
 // bidi controls (`shown`), and each headline and score is its own bidi isolate (dir attributes), so neither a
@@ -8,6 +10,9 @@
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
   const RANGE_BUCKET = { "24h": "1h", "3d": "1h", "7d": "3h", "30d": "12h", "90d": "1d" };
+  // The index is a share of stories: coarser buckets, so each holds enough stories to mean something.
+  const INDEX_BUCKET = { "24h": "3h", "3d": "6h", "7d": "1d", "30d": "1d", "90d": "1d" };
+  const BUBBLE_TOPIC = "ai_bubble";
   const W = 640, H = 240, M = { top: 12, right: 44, bottom: 26, left: 40 };
   const state = { token: sessionStorage.getItem("monitor-token") || "", topics: [], tz: "UTC" };
 
@@ -199,26 +204,77 @@
 
   // ------------------------------------------------------------------ cards
 
-  function headlineList(title, items, cls) {
-    const box = el("div", { class: cls });
+  // One list item: the headline (a link only for http(s)), its score, then a line of details. The score
+  // comes right after the headline: both are bidi isolates, so neither can reorder the other.
+  function headlineItem(attrs, title, url, score, details) {
+    const li = el("li", attrs);
+    const href = safeHref(url);
+    const text = title || "(untitled)";
+    // dir="auto": a title takes its own direction, inside an isolate that cannot move the score after it
+    if (href) li.appendChild(el("a", { href, target: "_blank", rel: "noopener noreferrer", dir: "auto" }, text));
+    else li.appendChild(el("span", { dir: "auto" }, text));
+    li.appendChild(el("span", { class: "score " + (score < 0 ? "neg" : "pos"), dir: "ltr" }, fmtScore(score)));
+    if (details.length) li.appendChild(el("div", { class: "score meta" }, details.join(" · ")));
+    return li;
+  }
+
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+  function headlineList(title, items, cls, kind, empty) {
+    const box = el("div", { class: cls, "data-kind": kind });
     box.appendChild(el("h3", {}, title));
-    if (!items.length) { box.appendChild(el("p", { class: "empty" }, "No articles in this range.")); return box; }
+    if (!items.length) { box.appendChild(el("p", { class: "empty" }, empty || `No ${kind} in this range.`)); return box; }
     const list = el("ol");
-    for (const a of items) {
-      const li = el("li", { "data-article-id": a.id });
-      const href = safeHref(a.url);
-      const text = a.title || "(untitled)";
-      // dir="auto": a title takes its own direction, inside an isolate that cannot move the score after it
-      if (href) li.appendChild(el("a", { href, target: "_blank", rel: "noopener noreferrer", dir: "auto" }, text));
-      else li.appendChild(el("span", { dir: "auto" }, text));
-      const s = a.topic_sentiment !== undefined && a.topic_sentiment !== null ? a.topic_sentiment : a.score;
-      li.appendChild(el("span", { class: "score " + (s < 0 ? "neg" : "pos"), dir: "ltr" }, fmtScore(s)));
-      const meta = [a.source || a.feed, a.happened_at ? fmtTime(a.happened_at, true) : null].filter(Boolean).join(" · ");
-      if (meta) li.appendChild(el("div", { class: "score" }, meta));
-      list.appendChild(li);
-    }
+    for (const item of items) list.appendChild(kind === "stories" ? storyItem(item) : articleItem(item));
     box.appendChild(list);
     return box;
+  }
+
+  function storyItem(story) {
+    const details = [
+      plural(story.sources, "source") + (story.articles > story.sources ? ` (${plural(story.articles, "article")})` : ""),
+      story.languages.length > 1 ? story.languages.join(" + ") : null,
+      fmtTime(story.first_seen, true),
+    ].filter(Boolean);
+    const li = headlineItem(
+      { "data-story-id": story.id, "data-sources": story.sources, "data-articles": story.articles },
+      story.headline, story.url, story.sentiment, details);
+    const names = (story.source_names || []).join(", ");
+    if (names) li.setAttribute("title", shown(names));
+    return li;
+  }
+
+  function articleItem(a) {
+    const s = a.topic_sentiment !== undefined && a.topic_sentiment !== null ? a.topic_sentiment : a.score;
+    const details = [a.source || a.feed, a.happened_at ? fmtTime(a.happened_at, true) : null].filter(Boolean);
+    return headlineItem({ "data-article-id": a.id }, a.title, a.url, s, details);
+  }
+
+  // The topic's most negative and most positive stories. Stories come sorted by their vote toward the topic
+  // and only the right sign is kept: the top five of "most negative" hold every negative one there is when
+  // fewer than five are. With no stories at all (stories disabled, or history from before they existed and
+  // not rebuilt yet), the articles themselves, as before.
+  async function topicHeadlines(topic, range) {
+    const ask = (sort) => api("/api/stories", { topic, since: range, sort, limit: 5 });
+    const [negative, positive, covered] = await Promise.all([ask("most_negative"), ask("most_positive"), ask("sources")]);
+    if (negative.items.length || positive.items.length) {
+      const withVote = (items) => items.map((story) => {
+        const vote = story.topics.find((t) => t.topic === topic);
+        return { ...story, sentiment: vote ? vote.sentiment : null };
+      });
+      return {
+        kind: "stories",
+        negatives: withVote(negative.items).filter((s) => s.sentiment !== null && s.sentiment < 0),
+        positives: withVote(positive.items).filter((s) => s.sentiment !== null && s.sentiment > 0),
+        // Only stories more than one source carried: the point of the list is the copy storms.
+        covered: withVote(covered.items).filter((s) => s.sources > 1),
+      };
+    }
+    const [negatives, positives] = await Promise.all([
+      api("/api/articles", { topic, since: range, sort: "most_negative", max_score: -0.0001, limit: 5 }),
+      api("/api/articles", { topic, since: range, sort: "most_positive", min_score: 0.0001, limit: 5 }),
+    ]);
+    return { kind: "articles", negatives: negatives.items, positives: positives.items };
   }
 
   async function renderTopic(container, topic, range, bucket) {
@@ -227,10 +283,9 @@
     const summary = el("p", { class: "summary" }, topic.description || "");
     card.appendChild(summary);
     container.appendChild(card);
-    const [history, negatives, positives, alerts] = await Promise.all([
+    const [history, headlines, alerts] = await Promise.all([
       api("/api/sentiment", { topic: topic.name, since: range, bucket, tz: state.tz }),
-      api("/api/articles", { topic: topic.name, since: range, sort: "most_negative", max_score: -0.0001, limit: 5 }),
-      api("/api/articles", { topic: topic.name, since: range, sort: "most_positive", min_score: 0.0001, limit: 5 }),
+      topicHeadlines(topic.name, range),
       api("/api/alerts", { topic: topic.name, since: range, limit: 200 }),
     ]);
     const total = history.points.reduce((n, p) => n + p.articles, 0);
@@ -249,10 +304,72 @@
       }
       card.appendChild(list);
     }
-    const headlines = el("div", { class: "headlines" });
-    headlines.appendChild(headlineList("Most negative", negatives.items, "negative"));
-    headlines.appendChild(headlineList("Most positive", positives.items, "positive"));
-    card.appendChild(headlines);
+    const lists = el("div", { class: "headlines" });
+    lists.appendChild(headlineList("Most negative", headlines.negatives, "negative", headlines.kind));
+    lists.appendChild(headlineList("Most positive", headlines.positives, "positive", headlines.kind));
+    if (headlines.covered) {
+      lists.appendChild(headlineList("Most covered", headlines.covered, "covered", headlines.kind,
+        "No story in this range was carried by more than one source."));
+    }
+    card.appendChild(lists);
+  }
+
+  // ------------------------------------------------------------------ AI-bubble index
+
+  // The share of AI-chip stories that are bubble talk, per bucket and over the range: each story counts
+  // once, however many sites copied it (`/api/history?topic=ai_bubble&count=stories`, `coverage_share`).
+  async function renderBubbleIndex(container, range) {
+    const bucket = INDEX_BUCKET[range] || "1d";
+    const card = el("section", { class: "card index-card", id: "bubble-index" });
+    card.appendChild(el("h2", {}, "AI-bubble index"));
+    const summary = el("p", { class: "summary" }, "");
+    card.appendChild(summary);
+    container.appendChild(card);
+    const history = await api("/api/history", { topic: BUBBLE_TOPIC, count: "stories", since: range, bucket, tz: state.tz });
+    const bubble = history.points.reduce((n, p) => n + p.stories, 0);
+    const all = history.points.reduce((n, p) => n + p.all_stories, 0);
+    const value = all ? bubble / all : null;
+    const shownValue = el("strong", { id: "bubble-index-value", "data-value": value === null ? "" : value },
+      value === null ? "–" : `${Math.round(value * 100)}%`);
+    summary.replaceChildren(shownValue, document.createTextNode(shown(value === null
+      ? " no stories in this range"
+      : ` of AI-chip coverage is bubble talk: ${bubble} of ${all} stories in this range, each counted once`)));
+    card.appendChild(drawIndex(history.points, history.since, history.until));
+  }
+
+  function drawIndex(points, since, until) {
+    const w = W, h = 90, m = { top: 8, right: 44, bottom: 18, left: 40 };
+    const root = svg("svg", { class: "index", viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": "AI-bubble index per bucket" });
+    const iw = w - m.left - m.right, ih = h - m.top - m.bottom;
+    const t0 = Date.parse(since), t1 = Date.parse(until);
+    const starts = points.map((p) => Date.parse(p.bucket_start));
+    const step = starts.length > 1 ? starts[1] - starts[0] : (t1 - t0);
+    const tMin = starts.length ? Math.min(starts[0], t0) : t0;
+    const tMax = Math.max(t1, starts.length ? starts[starts.length - 1] + step : t1);
+    const x = (t) => m.left + ((t - tMin) / Math.max(1, tMax - tMin)) * iw;
+    const top = Math.max(0.1, ...points.map((p) => p.coverage_share || 0));
+    const y = (share) => m.top + ih - (share / top) * ih;
+    root.appendChild(svg("line", { class: "grid", x1: m.left, x2: m.left + iw, y1: m.top + ih, y2: m.top + ih }));
+    root.appendChild(svg("text", { class: "axis", x: m.left - 6, y: m.top + 8, "text-anchor": "end" }, `${Math.round(top * 100)}%`));
+    root.appendChild(svg("text", { class: "axis", x: m.left - 6, y: m.top + ih, "text-anchor": "end" }, "0%"));
+    for (const tick of timeTicks(starts, t1 - t0)) {
+      const tx = x(tick.t);
+      if (tx < m.left || tx > m.left + iw) continue;
+      root.appendChild(svg("text", { class: "axis tick", x: tx, y: h - 4, "text-anchor": "middle" }, tick.label));
+    }
+    const bw = Math.max(1, (x(tMin + step) - x(tMin)) * 0.8);
+    points.forEach((p, i) => {
+      const share = p.coverage_share === null ? 0 : p.coverage_share;
+      const bar = svg("rect", {
+        class: "index-bar", x: x(starts[i]) + bw * 0.125, y: y(share), width: bw, height: m.top + ih - y(share),
+        "data-bucket-start": p.bucket_start, "data-coverage-share": p.coverage_share === null ? "" : p.coverage_share,
+        "data-stories": p.stories, "data-all-stories": p.all_stories,
+      });
+      bar.appendChild(svg("title", {}, `${fmtTime(p.bucket_start, true)}: ` + (p.coverage_share === null
+        ? "no stories" : `${Math.round(share * 100)}% (${p.stories} of ${p.all_stories} stories)`)));
+      root.appendChild(bar);
+    });
+    return root;
   }
 
   async function load() {
@@ -270,6 +387,7 @@
       const selected = state.topics.filter((t) => !$("topic").value || t.name === $("topic").value);
       container.replaceChildren();
       container.classList.toggle("single", selected.length === 1);
+      if (state.topics.some((t) => t.name === BUBBLE_TOPIC)) await renderBubbleIndex(container, range);
       for (const topic of selected) await renderTopic(container, topic, range, bucket);
       $("auth").hidden = true;
       setStatus("");
