@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import timedelta
+from datetime import time, timedelta
+from email.utils import parseaddr
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,6 +16,7 @@ from urllib.parse import urlparse
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -73,6 +75,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+FEED_HEALTH_RULE = "feed-health"  # the rule name of the built-in feed-health alerts (reserved)
+Severity = Literal["info", "warning", "critical"]
+
+
+class FeedHealthConfig(_Strict):
+    """Feed health (monitor/alerts/feedhealth.py): an alert per feed that keeps failing or goes silent.
+
+    `failures`: failed polls in a row that raise it (0: failures never do); `silent_for`: how long a feed may
+    bring nothing new (0s: silence never does). Routed, silenced and listed like any other alert, under the
+    rule `feed-health` with the feed's name as its topic."""
+
+    enabled: bool = True
+    failures: int = Field(default=5, ge=0)
+    silent_for: Duration = timedelta(days=7)
+    severity: Severity = "warning"
+    repeat: Duration | None = None  # reminder while a feed stays broken (default: none)
+
+    def merged(self, override: FeedHealthOverride) -> FeedHealthConfig:
+        """These defaults with a feed's own `health:` settings on top."""
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class FeedHealthOverride(_Strict):
+    """A feed's `health:`: any key of `feed_health` except `repeat`; unset keys take the global value."""
+
+    enabled: bool | None = None
+    failures: int | None = Field(default=None, ge=0)
+    silent_for: Duration | None = None
+    severity: Severity | None = None
+
+
 class FeedConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     url: str
@@ -82,6 +115,7 @@ class FeedConfig(_Strict):
     # name configured topics. The classifier does not read it: it finds the topics in each article's text.
     topics: list[str] = Field(default_factory=list)
     enabled: bool = True
+    health: FeedHealthOverride = Field(default_factory=FeedHealthOverride)  # over `feed_health`
 
     @field_validator("url")
     @classmethod
@@ -267,6 +301,135 @@ class NotifyConfig(_Strict):
     collect_wait: Duration = timedelta(seconds=30)
 
 
+# ----------------------------------------------------------------------------- receivers and routes
+# Where notifications go (monitor/notify/receivers.py, routing.py). `default` always exists: the `slack:`
+# destination (bot, webhook, else the console), so a configuration without receivers works as before.
+
+DEFAULT_RECEIVER = "default"
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def _http_url(value: str, what: str = "URL") -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        # The message never repeats the value: webhook URLs are secrets.
+        raise ValueError(f"must be an http(s) {what}")
+    return value
+
+
+def _secret_http_url(value: SecretStr) -> SecretStr:
+    _http_url(value.get_secret_value())
+    return value
+
+
+def _address(value: str) -> str:
+    """One e-mail address (`name@example.com`, or `Name <name@example.com>`)."""
+    address = parseaddr(value)[1]
+    if "@" not in address or any(c in value for c in "\r\n"):
+        raise ValueError(f"not an e-mail address: {value!r}")
+    return value
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+SecretHttpUrl = Annotated[SecretStr, AfterValidator(_secret_http_url)]
+Address = Annotated[str, AfterValidator(_address)]
+Names = Annotated[list[str], BeforeValidator(_as_list)]
+
+
+class _ReceiverBase(_Strict):
+    name: str = Field(pattern=_NAME_PATTERN, max_length=100)
+
+
+class SlackBotReceiverConfig(_ReceiverBase):
+    """Slack with a bot token: chat.postMessage to `channel` (threads and edits as the `slack:` bot does)."""
+
+    kind: Literal["slack_bot"]
+    channel: str = Field(min_length=1, max_length=100)  # an ID (C0...) lets a retry look for an earlier post
+    token: SecretStr | None = None  # default: slack.bot_token (SLACK_BOT_TOKEN)
+    api_url: str | None = None  # default: slack.api_url (SLACK_API_URL)
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+
+class SlackWebhookReceiverConfig(_ReceiverBase):
+    """A Slack incoming webhook (one channel, fixed by Slack)."""
+
+    kind: Literal["slack_webhook"]
+    url: SecretHttpUrl
+
+
+class WebhookReceiverConfig(_ReceiverBase):
+    """A generic JSON webhook (monitor/notify/webhook.py; the payload is documented in the README)."""
+
+    kind: Literal["webhook"]
+    url: SecretHttpUrl
+    secret: SecretStr | None = None  # HMAC-SHA256 key: signs each body (header X-Monitor-Signature)
+
+
+class EmailReceiverConfig(_ReceiverBase):
+    """E-mail over SMTP (monitor/notify/email.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    kind: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)  # default: 587 starttls, 465 tls, 25 none
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    from_: Address = Field(alias="from")
+    to: list[Address] = Field(min_length=1)
+    subject_prefix: str = Field(default="[aichip-monitor] ", max_length=100)
+    ca_file: str | None = None  # PEM file of the CA to trust instead of the system's (an internal relay)
+
+    @model_validator(mode="after")
+    def _login(self) -> EmailReceiverConfig:
+        if self.password is not None and not self.username:
+            raise ValueError("password is set but username is not")
+        if self.username and self.security == "none":
+            raise ValueError("a login needs an encrypted connection: set security to starttls or tls")
+        return self
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+
+class ConsoleReceiverConfig(_ReceiverBase):
+    """The log/console (also what `default` is without Slack settings)."""
+
+    kind: Literal["console"]
+
+
+ReceiverConfig = Annotated[
+    SlackBotReceiverConfig
+    | SlackWebhookReceiverConfig
+    | WebhookReceiverConfig
+    | EmailReceiverConfig
+    | ConsoleReceiverConfig,
+    Field(discriminator="kind"),
+]
+
+
+class RouteConfig(_Strict):
+    """Alerts matching every matcher given (each a name, `*` wildcards, or a list of either) go to
+    `receivers`; the first matching route wins unless it says `continue: true` (monitor/notify/routing.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    rule: Names = Field(default_factory=list)
+    topic: Names = Field(default_factory=list)
+    severity: Annotated[list[Severity], BeforeValidator(_as_list)] = Field(default_factory=list)
+    receivers: Names = Field(min_length=1)
+    continue_: bool = Field(default=False, alias="continue")
+
+
 class HttpConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -310,6 +473,84 @@ class LeaderConfig(_Strict):
     check_every: PositiveDuration = timedelta(seconds=10)
 
 
+class QueueConfig(_Strict):
+    """Beyond one machine (monitor/queue.py): with `broker_url` set, `monitor run` enqueues feed polls and
+    scoring batches for `monitor worker` processes; unset (the default), everything runs in one process."""
+
+    broker_url: str | None = None  # amqp://user:pass@host:5672/ (RabbitMQ); MONITOR_BROKER_URL
+    claim_every: PositiveDuration = timedelta(seconds=1)  # how often a replica claims due feeds
+    score_batch: int = Field(default=64, ge=1, le=1024)  # articles per scoring message / model batch
+    # Prepended to the queue names (collect, score): deployments (or test runs) sharing one broker.
+    prefix: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _amqp(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("broker_url must be an amqp:// or amqps:// URL (RabbitMQ)")
+        return value or None
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_TIME_OF_DAY_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _time_of_day(value: Any) -> time:
+    """`08:30` on a 24-hour clock. YAML 1.1 reads an unquoted 8:30 as the number 510 (base 60), so a number
+    is refused with a hint to quote it, rather than guessed at."""
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str):
+        match = _TIME_OF_DAY_RE.match(value.strip())
+        if match:
+            return time(int(match.group(1)), int(match.group(2)))
+        raise ValueError(f'not a time of day: {value!r} (expected HH:MM on a 24-hour clock, e.g. "08:30")')
+    raise ValueError(
+        f'not a time of day: {value!r} (write it in quotes, e.g. "08:30": YAML reads an unquoted 8:30 as '
+        "the number 510)"
+    )
+
+
+def _time_zone(value: Any) -> str:
+    """An IANA zone name that this machine's zone database knows."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except (TypeError, ValueError, KeyError, OSError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Berlin)") from None
+    return value
+
+
+class DigestConfig(_Strict):
+    """The periodic summary (monitor/digest): once per period, at `at` local time in `timezone`."""
+
+    name: str = Field(default="digest", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=50)
+    enabled: bool = True  # false: `monitor run` sends none; `monitor digest` still prints one
+    period: Literal["daily", "weekly"] = "daily"
+    weekday: Literal[WEEKDAYS] | None = None  # type: ignore[valid-type]  # weekly: default monday
+    at: Annotated[time, BeforeValidator(_time_of_day)] = time(8, 0)
+    timezone: Annotated[str, BeforeValidator(_time_zone)] = "UTC"
+    topics: list[str] = Field(default_factory=list)  # empty: every configured topic
+    receivers: list[str] = Field(default_factory=list)  # empty: the default destination (Slack or console)
+    top_stories: int = Field(default=3, ge=0, le=10)  # per topic, most sources first
+    # A digest whose time passed while no process ran is still sent this long after it; later, skipped.
+    grace: Duration = timedelta(hours=6)
+
+    @field_validator("weekday", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _weekday(self) -> DigestConfig:
+        if self.period == "daily" and self.weekday is not None:
+            raise ValueError("weekday is only used with period: weekly")
+        if self.period == "weekly" and self.weekday is None:
+            object.__setattr__(self, "weekday", "monday")
+        return self
+
+
 class Settings(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -326,6 +567,11 @@ class Settings(_Strict):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     leader: LeaderConfig = Field(default_factory=LeaderConfig)
     stories: StoriesConfig = Field(default_factory=StoriesConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    digest: DigestConfig | None = None  # the periodic summary; absent: none is scheduled
+    feed_health: FeedHealthConfig = Field(default_factory=FeedHealthConfig)  # per feed: `feeds[].health`
+    receivers: list[ReceiverConfig] | None = None  # named destinations; `default` (Slack/console) exists too
+    routes: list[RouteConfig] | None = None  # absent: every alert goes to `default`
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -348,11 +594,42 @@ class Settings(_Strict):
                     known = ", ".join(sorted(set(self.topics) - {name})) or "none configured"
                     raise ValueError(f"topics.{name}.rivals: unknown topic {rival!r} (known: {known})")
         for index, rule in enumerate(self.alerts):
+            if rule.name == FEED_HEALTH_RULE:
+                raise ValueError(
+                    f"alerts.{index}.name: {FEED_HEALTH_RULE!r} is reserved for the built-in feed-health "
+                    "alerts (configure them under `feed_health:`)"
+                )
             if rule.topic not in self.topics:
                 known = ", ".join(sorted(self.topics)) or "none configured"
                 raise ValueError(f"alerts.{index}.topic: unknown topic {rule.topic!r} (known: {known})")
         self._feed_topics_known()
+        self._receiver_references()
+        self._digest_references()
         return self
+
+    @property
+    def receiver_names(self) -> set[str]:
+        """The receivers a route or a digest may name: the configured ones and `default`."""
+        return {DEFAULT_RECEIVER, *(receiver.name for receiver in self.receivers or [])}
+
+    def _receiver_references(self) -> None:
+        """Receiver names are unique, routes name configured receivers, a Slack bot receiver has a token."""
+        names = [receiver.name for receiver in self.receivers or []]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"receivers: duplicate receiver name(s): {', '.join(duplicates)}")
+        for index, receiver in enumerate(self.receivers or []):
+            bot = isinstance(receiver, SlackBotReceiverConfig)
+            if bot and receiver.token is None and not self.slack.bot_token:  # type: ignore[union-attr]
+                raise ValueError(
+                    f"receivers.{index}.token: receiver {receiver.name!r} needs a bot token (set token, or "
+                    "slack.bot_token / SLACK_BOT_TOKEN)"
+                )
+        known = ", ".join(sorted(self.receiver_names))
+        for index, route in enumerate(self.routes or []):
+            for name in route.receivers:
+                if name not in self.receiver_names:
+                    raise ValueError(f"routes.{index}.receivers: unknown receiver {name!r} (known: {known})")
 
     def _feed_topics_known(self) -> None:
         """A feed's `topics` must name configured topics: a typo there would otherwise pass unnoticed."""
@@ -361,6 +638,24 @@ class Settings(_Strict):
                 if topic not in self.topics:
                     known = ", ".join(sorted(self.topics)) or "none configured"
                     raise ValueError(f"feeds.{index}.topics: unknown topic {topic!r} (known: {known})")
+
+    def _digest_references(self) -> None:
+        """`digest.topics` must name configured topics; `digest.receivers` configured receivers, once the
+        configuration names receivers (until then any names are accepted: the default destination)."""
+        if self.digest is None:
+            return
+        for topic in self.digest.topics:
+            if topic not in self.topics:
+                known = ", ".join(sorted(self.topics)) or "none configured"
+                raise ValueError(f"digest.topics: unknown topic {topic!r} (known: {known})")
+        receivers = getattr(self, "receivers", None)
+        if receivers is None:
+            return
+        names = self.receiver_names
+        for name in self.digest.receivers:
+            if name not in names:
+                known = ", ".join(sorted(map(str, names))) or "none configured"
+                raise ValueError(f"digest.receivers: unknown receiver {name!r} (known: {known})")
 
     def feed(self, name: str) -> FeedConfig:
         for feed in self.feeds:
@@ -378,6 +673,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "MONITOR_HTTP_PORT": ("http", "port"),
     "MONITOR_API_TOKEN": ("http", "api_token"),
     "MONITOR_PUBLIC_URL": ("http", "public_url"),
+    "MONITOR_BROKER_URL": ("queue", "broker_url"),
     "SLACK_BOT_TOKEN": ("slack", "bot_token"),
     "SLACK_CHANNEL": ("slack", "channel"),
     "SLACK_WEBHOOK_URL": ("slack", "webhook_url"),

@@ -70,3 +70,37 @@ class AlertResolved:
     topic: str
     value: float | None
     at: datetime
+
+
+# ----------------------------------------------------------------------------- on the wire (monitor/queue.py)
+
+_WIRE_TYPES = {
+    cls.__name__: cls for cls in (ArticleCollected, ArticleScored, StoryAssigned, AlertFired, AlertResolved)
+}
+_DATETIME_FIELDS = {"published_at", "at"}
+
+
+def to_message(event: object) -> dict:
+    """An event as a JSON-safe dict for a task-queue message: its type name and its fields (identifiers and
+    the few values the next stage reads; datetimes as ISO 8601)."""
+    out: dict = {"type": type(event).__name__}
+    for name in event.__slots__:  # type: ignore[attr-defined]
+        value = getattr(event, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif name == "topics":
+            value = [[t.name, t.relevance, t.sentiment] for t in value]
+        out[name] = value
+    return out
+
+
+def from_message(data: dict) -> object:
+    """The inverse of `to_message`."""
+    fields = dict(data)
+    cls = _WIRE_TYPES[fields.pop("type")]
+    for name in _DATETIME_FIELDS & set(fields):
+        if fields[name] is not None:
+            fields[name] = datetime.fromisoformat(fields[name])
+    if "topics" in fields:
+        fields["topics"] = tuple(TopicScore(*t) for t in fields["topics"])
+    return cls(**fields)

@@ -143,3 +143,47 @@ def record_notification(channel: str, kind: str, ok: bool, reason: str | None = 
 def observe_http(route: str, method: str, status: int, seconds: float) -> None:
     HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
     HTTP_SECONDS.labels(route=route).observe(seconds)
+
+
+# ----------------------------------------------------------------------------- task queue (monitor/queue.py)
+
+TASKS_ENQUEUED = Counter(
+    "monitor_tasks_enqueued_total",
+    "Task-queue messages sent, by queue (collect, score).",
+    ["queue"],
+    registry=REGISTRY,
+)
+TASKS = Counter(
+    "monitor_tasks_total",
+    "Task-queue messages processed by this worker, by queue and outcome (ok, failed, skipped).",
+    ["queue", "outcome"],
+    registry=REGISTRY,
+)
+TASK_SECONDS = Histogram(
+    "monitor_task_latency_seconds",
+    "Time from enqueueing a task to the end of its processing (queue wait plus work), by queue.",
+    ["queue"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "monitor_queue_depth",
+    "Messages waiting in the broker, by queue and kind (ready, delayed for a retry, dead-lettered).",
+    ["queue", "kind"],
+    registry=REGISTRY,
+)
+
+
+def record_enqueued(queue: str, count: int = 1) -> None:
+    TASKS_ENQUEUED.labels(queue=queue).inc(count)
+
+
+def observe_task(queue: str, outcome: str, latency: float | None) -> None:
+    TASKS.labels(queue=queue, outcome=outcome).inc()
+    if latency is not None and latency >= 0:
+        TASK_SECONDS.labels(queue=queue).observe(latency)
+
+
+def set_queue_depth(queue: str, ready: int, delayed: int, dead: int) -> None:
+    for kind, value in (("ready", ready), ("delayed", delayed), ("dead", dead)):
+        QUEUE_DEPTH.labels(queue=queue, kind=kind).set(value)

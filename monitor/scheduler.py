@@ -11,6 +11,9 @@ Jobs:
                  are skipped (rules must not fire on a partial picture); then both are made due at once.
 - `score-missing` stragglers (stored but unscored, 5 minutes old), every 10 min after start.
 - `heartbeat`    every 30 s: proves to /healthz that the scheduler still runs jobs.
+- `digest`       every 30 s when `digest:` is configured: queues the period's digest once it is due
+                 (monitor/digest; the claim in the database makes it once per period across replicas
+                 and restarts), then makes `deliver` due at once. Held while `recover` runs.
 - `database-check` every 15 s on every replica: upgrades a schema dropped under the process, fails while
                  writes cannot start (a locked SQLite file, a read-only PostgreSQL).
 
@@ -18,6 +21,14 @@ Each system job's outcome goes to the RuntimeStatus: /readyz reports a job whose
 
 Leader election: every job except the heartbeat first asks `is_leader()` and returns at once when this
 replica is a standby. `on_leadership(True)` recovers, then makes feed jobs due soon after a takeover.
+
+Shared polling (PostgreSQL, or a broker configured): instead of one job per feed on the leader, every replica
+runs a `claim` job (every `queue.claim_every`) that claims due feeds from the database
+(`monitor.store.feeds.claim_due_feeds`, `FOR UPDATE SKIP LOCKED`): two or ten replicas never poll a feed
+twice and none stands idle. In process, a replica claims only as many feeds as it has free poll threads;
+with a broker (`dispatch` given) it enqueues each claimed poll for `monitor worker`. Leader election then
+only guards the singleton jobs: evaluation, delivery, retention, recovery and stragglers. SQLite without a
+broker keeps the per-feed jobs above (one process).
 
 Executors: feed jobs get their own thread pool with a worker per feed, so one feed hanging until its
 total deadline never delays another feed; rule evaluation, delivery and the heartbeat run in a separate
@@ -49,8 +60,10 @@ from monitor.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = timedelta(seconds=30)
+DIGEST_CHECK_EVERY = timedelta(seconds=30)
 DATABASE_CHECK_EVERY = timedelta(seconds=15)
 MAX_FEED_WORKERS = 64
+MAX_CLAIMS_PER_RUN = 1000  # feeds enqueued per claim run with a broker
 
 
 def _seconds(delta: timedelta) -> float:
@@ -68,6 +81,8 @@ class MonitorScheduler:
         *,
         status: RuntimeStatus | None = None,
         is_leader: Callable[[], bool] | None = None,
+        dispatch=None,  # noqa: ANN001 - monitor.queue.Dispatcher: enqueue polls for workers instead
+        shared: bool | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -75,11 +90,18 @@ class MonitorScheduler:
         self.status = status
         self.is_leader: Callable[[], bool] = is_leader or (lambda: True)
         self.feeds: dict[str, FeedConfig] = {feed.name: feed for feed in settings.feeds if feed.enabled}
+        self.dispatch = dispatch
+        # Feeds claimed from the database by every replica (see the module docstring), or one job per feed.
+        self.shared = (
+            (engine.dialect.name == "postgresql" or dispatch is not None) if shared is None else shared
+        )
+        self._polling: set[str] = set()  # claimed feeds this replica is polling in process right now
         self.recovering = threading.Event()  # set from start (or a takeover) until the backlog is scored
         self._held: set[str] = set()  # feeds whose poll was skipped while recovering: due once it is done
         self._held_lock = threading.Lock()
         self._stopping = threading.Event()
         feed_workers = min(MAX_FEED_WORKERS, max(2, len(self.feeds) + 1))
+        self.feed_workers = feed_workers
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
@@ -100,16 +122,31 @@ class MonitorScheduler:
 
     def start(self) -> None:
         now = utcnow()
-        states = {state.name: state for state in feed_store.list_feeds(self.engine)}
-        for name, feed in self.feeds.items():
-            self._add_feed_job(feed, self._first_run(feed, states.get(name), now))
+        if self.shared:
+            feed_store.ensure_feeds(self.engine, [(f.name, f.url) for f in self.feeds.values()], now)
+            self.add_periodic(
+                "claim", self._claim, self.settings.queue.claim_every, leader_only=False, first_delay=0.5
+            )
+        else:
+            states = {state.name: state for state in feed_store.list_feeds(self.engine)}
+            for name, feed in self.feeds.items():
+                self._add_feed_job(feed, self._first_run(feed, states.get(name), now))
         self.add_periodic("evaluate", self._evaluate, self.settings.evaluate_every)
         self.add_periodic("deliver", self._deliver, self.settings.notify.deliver_every)
         # Stragglers only: the backlog a killed run left is scored by `recover`, before anything else.
         # Recent ones are left to the feed job that is scoring them right now.
-        self.add_periodic("score-missing", self._score_missing, timedelta(minutes=10))
+        # With workers, a poll worker killed between storing and enqueueing leaves articles unscored: look
+        # for them every minute (they are enqueued, not scored here).
+        straggler_every = timedelta(minutes=1) if self.dispatch is not None else timedelta(minutes=10)
+        self.add_periodic("score-missing", self._score_missing, straggler_every)
+        if self.dispatch is not None:
+            self.add_periodic(
+                "queue-depth", self._queue_depth, timedelta(seconds=15), leader_only=False, first_delay=0.0
+            )
         if self.settings.retention.articles is not None:
             self.add_periodic("retention", self._retention, self.settings.retention.every, first_delay=60.0)
+        if self.settings.digest is not None and self.settings.digest.enabled:
+            self.add_periodic("digest", self._digest, DIGEST_CHECK_EVERY)
         self.add_periodic("heartbeat", self._heartbeat, HEARTBEAT_EVERY, leader_only=False, first_delay=0.0)
         self.add_periodic("database-check", self._check_database, DATABASE_CHECK_EVERY, leader_only=False)
         self._schedule_recovery()
@@ -224,6 +261,59 @@ class MonitorScheduler:
         except Exception:  # noqa: BLE001 - the feed's own failures are results; this is a bug or a DB outage
             log.exception("feed job failed", extra={"feed": name})
 
+    # ------------------------------------------------------------------ shared polling (claims)
+
+    def _claim(self) -> None:
+        """Claim due feeds from the database; poll them here (free threads only) or enqueue them."""
+        if self.recovering.is_set() or self._stopping.is_set():
+            return
+        if self.dispatch is not None:
+            limit = MAX_CLAIMS_PER_RUN
+        else:
+            with self._held_lock:
+                limit = self.feed_workers - len(self._polling)
+        leases = {name: feed.every for name, feed in self.feeds.items()}
+        claimed = feed_store.claim_due_feeds(self.engine, leases, utcnow(), limit)
+        for name, claimed_at in claimed:
+            if self.dispatch is not None:
+                self.dispatch.poll(name, claimed_at)
+                continue
+            with self._held_lock:
+                self._polling.add(name)
+            self.scheduler.add_job(
+                self._poll_claimed,
+                args=[name],
+                id=f"poll:{name}",
+                name=f"poll:{name}",
+                executor="feeds",
+                misfire_grace_time=None,
+                replace_existing=True,
+            )
+        if claimed:
+            log.debug("feeds claimed", extra={"feeds": len(claimed), "queued": self.dispatch is not None})
+
+    def _poll_claimed(self, name: str) -> None:
+        try:
+            feed = self.feeds.get(name)
+            if feed is not None and not self._stopping.is_set():
+                self.pipeline.process_feed(feed)
+        except Exception:  # noqa: BLE001 - the feed's own failures are results; this is a bug or a DB outage
+            log.exception("feed job failed", extra={"feed": name})
+        finally:
+            with self._held_lock:
+                self._polling.discard(name)
+
+    def _queue_depth(self) -> None:
+        """Queue depths into /metrics; the outcome is the broker's health on /readyz."""
+        try:
+            self.dispatch.observe_depth()
+        except Exception as exc:
+            if self.status is not None:
+                self.status.set_broker(error_reason(exc) or type(exc).__name__)
+            raise
+        if self.status is not None:
+            self.status.set_broker(None)
+
     def _record(self, job_id: str, error: Exception | None) -> None:
         if self.status is None:
             return
@@ -251,12 +341,25 @@ class MonitorScheduler:
     def _score_missing(self) -> None:
         if self.recovering.is_set():  # `recover` is scoring them all right now
             return
+        if self.dispatch is not None:
+            self.dispatch.score_missing(self.engine, min_age=timedelta(minutes=2))
+            return
         self.pipeline.score_missing(min_age=timedelta(minutes=5))
 
     def _retention(self) -> None:
         from monitor.store.retention import run_retention
 
         run_retention(self.engine, self.settings)
+
+    def _digest(self) -> None:
+        if self.recovering.is_set():  # a digest of a partly scored period would misstate it
+            return
+        from monitor.digest import DigestSender
+
+        if DigestSender(self.settings, self.engine).send_due() is not None:
+            job = self.scheduler.get_job("deliver")
+            if job is not None:
+                job.modify(next_run_time=utcnow())
 
     def _heartbeat(self) -> None:
         if self.status is not None:
@@ -287,9 +390,15 @@ class MonitorScheduler:
         A standby does nothing (the leader recovers; `on_leadership` schedules this again on a takeover).
         A failure is logged and does not hold the monitor: the `score-missing` job retries the rest."""
         if not self.is_leader():
+            if self.shared:  # the leader scores the backlog; this replica's claims need not wait for it
+                with self._held_lock:
+                    self.recovering.clear()
             return
         try:
-            self.pipeline.score_missing(limit=None, stop=self._stop_recovery)
+            if self.dispatch is not None:  # workers score it; rules wait until the queue has it
+                self.dispatch.score_missing(self.engine, min_age=None)
+            else:
+                self.pipeline.score_missing(limit=None, stop=self._stop_recovery)
         except Exception:  # noqa: BLE001 - never hold polls and rules forever
             log.exception("scoring the unscored backlog failed; score-missing retries it every 10 minutes")
         if self._stop_recovery():

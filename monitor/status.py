@@ -52,6 +52,9 @@ class RuntimeStatus:
     model_loaded: bool = False
     model_name: str | None = None
     leader: bool | None = None  # None: no leader election in use
+    broker_expected: bool = False  # a task-queue broker is configured (MONITOR_BROKER_URL)
+    broker_checked: datetime | None = None
+    broker_error: str | None = None
     leader_since: datetime | None = None
     jobs: dict[str, JobHealth] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -102,6 +105,12 @@ class RuntimeStatus:
                 if health.failures and health.database and health.last_run <= since:
                     health.failures, health.failing_since, health.error = 0, None, None
 
+    def set_broker(self, error: str | None) -> None:
+        """The latest broker check (the `queue-depth` job): None when it answered."""
+        with self._lock:
+            self.broker_checked = utcnow()
+            self.broker_error = error[:300] if error else None
+
     def set_leader(self, leader: bool) -> None:
         with self._lock:
             if leader and not self.leader:
@@ -131,6 +140,10 @@ class RuntimeStatus:
         with self._lock:
             if self.model_expected and not self.model_loaded:
                 problems.append("model not loaded")
+            if self.broker_expected and self.broker_error:
+                problems.append(f"broker unreachable: {self.broker_error}")
+            elif self.broker_expected and self.broker_checked is None:
+                problems.append("broker not checked yet")
             for name, health in sorted(self.jobs.items()):
                 if health.failures and now - health.last_run <= JOB_FAILURE_WINDOW:
                     problems.append(
@@ -155,4 +168,10 @@ class RuntimeStatus:
                 },
                 "leader": self.leader,
                 "leader_since": isoformat(self.leader_since),
+                "broker": None
+                if not self.broker_expected
+                else {
+                    "ok": self.broker_checked is not None and not self.broker_error,
+                    "error": self.broker_error,
+                },
             }

@@ -82,7 +82,7 @@ def test_negative_run_fires_once_through_a_429_and_a_positive_run_resolves(
         statuses = session.execute(sa.select(Notification.kind, Notification.status)).all()
         alert = session.execute(sa.select(Alert)).scalars().one()
     assert sorted(statuses) == [("fired", "delivered"), ("resolved", "delivered")]
-    assert alert.state == "resolved" and alert.slack_ts == post.ts
+    assert alert.state == "resolved" and alert.message_id == post.ts
 
 
 def test_a_scheduled_feed_job_posts_its_transition_at_once(

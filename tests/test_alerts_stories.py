@@ -6,6 +6,7 @@ real stories stage (text matching: syndicated copies share a headline, independe
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,13 +20,14 @@ from sqlmodel import Session
 
 from monitor.alerts import RuleEngine, fingerprint, replay
 from monitor.alerts.metrics import Measurement, clears
+from monitor.alerts.replay import StorySeriesStats
 from monitor.cli import cli
 from monitor.config import AlertRuleConfig, StoriesConfig
 from monitor.notify.message import render_console, render_slack
 from monitor.store import alerts as alert_store
-from monitor.store.stories import StoryFilter, list_stories
-from monitor.store.tables import Alert, AlertEvent, Notification
-from monitor.store.windows import coverage_total, topic_window_stats
+from monitor.store.stories import StoryFilter, list_stories, majority_label
+from monitor.store.tables import Alert, AlertEvent, Notification, Story, StoryArticle
+from monitor.store.windows import coverage_total, topic_series, topic_window_stats
 from monitor.stories import StoryStage
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -206,6 +208,68 @@ def test_unplaced_articles_count_as_stories_of_their_own(engine: sa.engine.Engin
     with Session(engine) as session:
         placed = topic_window_stats(session, "nvidia", T0 - MIN, T0 + 60 * MIN, "stories", sources=True)
     assert (placed.count, placed.articles, placed.sources) == (1, 10, 10)
+
+
+def test_story_votes_in_sql_follow_majority_label_as_replay_does(engine: sa.engine.Engine) -> None:
+    """Every mix of up to two negative, neutral and positive copies: the SQL window and the replay's
+    (which calls `majority_label`) agree on each story's vote, ties included (a tie is neutral)."""
+    labels = {"negative": -0.6, "neutral": 0.0, "positive": 0.6}
+    mixes = [m for m in itertools.product(range(3), repeat=3) if any(m)]
+    articles, groups = [], []
+    for index, mix in enumerate(mixes):
+        copies = [label for label, n in zip(labels, mix, strict=True) for _ in range(n)]
+        groups.append(len(copies))
+        for k, label in enumerate(copies):
+            at = T0 + (index * 6 + k) * MIN
+            articles.append(article(f"mix {index} copy {k}", at, labels[label] + k * 0.01, PUBLISHERS[k]))
+    ids = seed(engine, articles)
+    _place_by_hand(engine, ids, groups[:-3])  # the last three mixes stay unplaced: stories of their own
+    start, end = T0 - MIN, T0 + 24 * 60 * MIN
+    with Session(engine) as session:
+        live = topic_window_stats(session, "nvidia", start, end, "stories", sources=True)
+        replayed = StorySeriesStats(topic_series(session, "nvidia", start, end))(start, end)
+    assert live.count == replayed.count == len(mixes) - 3 + sum(groups[-3:])
+    assert (live.negative, live.positive, live.articles, live.sources) == (
+        replayed.negative,
+        replayed.positive,
+        replayed.articles,
+        replayed.sources,
+    )
+    assert live.sentiment_sum == pytest.approx(replayed.sentiment_sum)
+    votes = [
+        majority_label(label for label, n in zip(labels, mix, strict=True) for _ in range(n))
+        for mix in mixes[:-3]
+    ]
+    unplaced = mixes[-3:]  # each copy is a story of its own, with its own label
+    assert live.negative == votes.count("negative") + sum(m[0] for m in unplaced)
+    assert live.positive == votes.count("positive") + sum(m[2] for m in unplaced)
+
+
+def _place_by_hand(engine: sa.engine.Engine, ids: list[int], groups: list[int]) -> None:
+    """Consecutive articles form one story per group (the clusterer is not under test here)."""
+    stories, members = Story.__table__, StoryArticle.__table__
+    with engine.begin() as connection:
+        position = 0
+        for size in groups:
+            story_id = connection.execute(
+                sa.insert(stories)
+                .values(
+                    first_seen=T0, last_seen=T0, headline=f"story {position}", articles=size, sources=size
+                )
+                .returning(stories.c.id)
+            ).scalar_one()
+            for k in range(size):
+                article_id = ids[position + k]
+                connection.execute(
+                    sa.insert(members).values(
+                        article_id=article_id,
+                        story_id=story_id,
+                        novel=k == 0,
+                        source=PUBLISHERS[k],
+                        happened_at=T0,
+                    )
+                )
+            position += size
 
 
 # ----------------------------------------------------------------------------- min_sources
@@ -461,3 +525,83 @@ def test_alerts_show_prints_the_explanation(engine: sa.engine.Engine, tmp_path: 
     assert json.loads(as_json.stdout)["explanation"]["sources"] == 10
     missing = CliRunner().invoke(cli, ["--config", str(config), "alerts", "show", "999"])
     assert missing.exit_code == 2 and "no alert event 999" in missing.output
+
+
+def test_api_explains_an_alert_event(engine: sa.engine.Engine, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from monitor.api.app import create_app
+
+    rule = {**DROP, "min_sources": 3}
+    place(engine, independent(T0, n=5) + storm(T0 + 10 * MIN))
+    settings = make_settings(
+        tmp_path, database_url=engine.url.render_as_string(hide_password=False), alerts=[rule]
+    )
+    assert len(RuleEngine(settings, engine).evaluate(T0 + 30 * MIN)) == 1
+    client = TestClient(create_app(settings, engine))
+    [episode] = client.get("/api/alerts", params={"since": "3000d"}).json()["items"]
+    assert (episode["stories"], episode["articles"], episode["sources"]) == (6, 15, 10)
+    body = client.get(f"/api/alerts/{episode['id']}").json()
+    assert body["kind"] == "fired" and body["explanation"]["min_sources"] == 3
+    assert body["explanation"]["headlines"][0]["sources"] >= 1
+    assert [e["kind"] for e in body["episode"]] == ["fired"]
+    assert client.get("/api/alerts/999").status_code == 404
+
+
+def test_message_lines_for_each_unit_and_baseline() -> None:
+    base = {
+        "kind": "fired",
+        "rule": "r",
+        "topic": "nvidia",
+        "fingerprint": "f",
+        "metric": "volume_ratio",
+        "direction": "above",
+        "threshold": 3.0,
+        "clear": 1.5,
+        "value": 4.0,
+        "window_seconds": 7200,
+        "window_start": "2026-03-02T08:00:00Z",
+        "window_end": "2026-03-02T10:00:00Z",
+        "baseline_seconds": 36000,
+        "baseline_count": 10,
+        "baseline_value": 1.0,
+        "min_articles": 5,
+        "min_sources": 0,
+        "unit": "stories",
+        "count": 8,
+        "stories": 8,
+        "articles": 8,
+        "sources": 6,
+        "headlines": [
+            {
+                "title": "<!channel> Nvidia & co",
+                "url": "https://x.test/a",
+                "source": "<@U1>",
+                "score": -0.5,
+                "sources": 3,
+                "articles": 4,
+            },
+        ],
+    }
+    text, blocks = render_slack(base)
+    summary = blocks[1]["text"]["text"]
+    assert "Baseline: the 10h before · 1.00 stories/h (10 stories)" in summary
+    assert "Evidence: *8 stories* from *6 sources*, 8 articles · fires with ≥ 5 stories" in summary
+    line = blocks[3]["text"]["text"]
+    assert "&lt;!channel&gt; Nvidia &amp; co" in line and "_&lt;@U1&gt;_ +2 more sources, 4 articles" in line
+    assert "<!channel>" not in text + json.dumps(blocks) and "<@U1>" not in text + json.dumps(blocks)
+    by_articles = {
+        **base,
+        "unit": "articles",
+        "count": 20,
+        "articles": 20,
+        "metric": "sentiment_shift",
+        "direction": "below",
+        "threshold": -0.3,
+        "clear": -0.1,
+        "value": -0.4,
+        "baseline_value": 0.1,
+    }
+    summary = render_slack(by_articles)[1][1]["text"]["text"]
+    assert "20 articles (every copy counts) · fires with ≥ 5 articles" in summary
+    assert "Baseline: the 10h before · mean +0.10 (10 articles)" in summary

@@ -108,10 +108,10 @@ def test_fired_then_resolved_updates_the_message_and_replies_in_its_thread(
     assert "nvidia-drop" in post.text and post.blocks[0]["type"] == "header"
     assert post.metadata["event_payload"]["key"] == json.loads(notes(engine)[0].payload)["key"]
     [row] = notes(engine)
-    assert row.status == "delivered" and row.slack_ts == post.ts and row.delivered_via == "bot"
+    assert row.status == "delivered" and row.message_id == post.ts and row.delivered_via == "bot"
     with Session(engine) as session:
         alert = session.execute(sa.select(Alert)).scalars().one()
-    assert alert.slack_ts == post.ts and alert.slack_channel == "C0ALERTS1"
+    assert alert.message_id == post.ts and alert.message_channel == "C0ALERTS1"
 
     resolve(engine, settings, now + 5 * MIN)
     report = Deliverer(settings, engine).deliver_due(now + 5 * MIN)
@@ -122,7 +122,7 @@ def test_fired_then_resolved_updates_the_message_and_replies_in_its_thread(
     assert original[0].blocks[0]["text"]["text"].startswith("✅ RESOLVED")
     [reply] = slack_server.replies(post.ts)
     assert "RESOLVED" in reply.blocks[0]["text"]["text"] and not reply.reply_broadcast
-    assert notes(engine)[1].slack_ts == reply.ts
+    assert notes(engine)[1].message_id == reply.ts
 
 
 def test_reminder_is_a_broadcast_reply_in_the_alert_thread(
@@ -276,7 +276,7 @@ def test_hang_times_out_and_the_retry_does_not_duplicate(
     assert deliverer.deliver_due(row.next_attempt_at).delivered == 1
     assert len(slack_server.posts()) == 1
     assert len(slack_server.calls("conversations.history")) == 1
-    assert notes(engine)[0].slack_ts == slack_server.posts()[0].ts
+    assert notes(engine)[0].message_id == slack_server.posts()[0].ts
 
 
 def _cli(tmp_path: Path, engine: sa.engine.Engine, server: SlackServer, *args: str) -> Result:
@@ -353,14 +353,14 @@ def test_restart_after_posting_but_before_recording(
         with pytest.raises(Crash):
             Deliverer(settings, engine).deliver_due(now)
     [row] = notes(engine)
-    assert row.status == "sending" and row.slack_ts is None and len(slack_server.posts()) == 1
+    assert row.status == "sending" and row.message_id is None and len(slack_server.posts()) == 1
     # A restarted worker: nothing happens while the claim is valid, then it recovers the row.
     restarted = Deliverer(settings, engine)
     assert restarted.deliver_due(now + timedelta(seconds=30)).delivered == 0
     assert restarted.deliver_due(now + restarted.lease + timedelta(seconds=1)).delivered == 1
     assert len(slack_server.posts()) == 1  # found by its marker, not posted again
     [row] = notes(engine)
-    assert row.status == "delivered" and row.slack_ts == slack_server.posts()[0].ts
+    assert row.status == "delivered" and row.message_id == slack_server.posts()[0].ts
 
 
 def test_restart_after_claiming_but_before_posting(
@@ -387,7 +387,7 @@ def test_restart_with_the_ts_already_recorded(
     outbox.record_post(engine, row.id, channel="C0ALERTS1", ts="1700000000.000100")  # ... then dies
     assert deliverer.deliver_due(now + deliverer.lease + timedelta(seconds=1)).delivered == 1
     assert slack_server.requests == []  # nothing sent again
-    assert notes(engine)[0].status == "delivered" and notes(engine)[0].slack_ts == "1700000000.000100"
+    assert notes(engine)[0].status == "delivered" and notes(engine)[0].message_id == "1700000000.000100"
 
 
 def test_resolved_waits_for_its_fired_message(

@@ -1,4 +1,5 @@
-"""Two real `monitor run` replicas on one PostgreSQL: exactly one leads; the other takes over on kill -9.
+"""Two real `monitor run` replicas on one PostgreSQL: exactly one leads (singleton jobs: rules, delivery); the
+other takes over on kill -9. Feed polls are claimed from the database by both (monitor/store/feeds.py).
 
 Which replica polled a feed is told by its User-Agent (each replica's config names itself); Slack delivery is
 checked on the local Slack stand-in: the alert that fires is posted exactly once.
@@ -87,9 +88,8 @@ def test_two_replicas_one_leader_and_takeover_after_kill9(pg_url: str, tmp_path:
                     wait_for(lambda: leader_state(ports["a"]) is True, 120, what="a leads")
             wait_for(lambda: leader_state(ports["b"]) is False, 120, what="b stands by")
 
-            # The leader polls; the standby never does.
-            wait_for(lambda: _agents(feeds).count("replica-a") >= 3, 60, what="a polls the feed")
-            assert "replica-b" not in _agents(feeds)
+            # Feeds are claimed from the database by every replica (issue 14): either may poll, one at a time.
+            wait_for(lambda: len(_agents(feeds)) >= 3, 60, what="the feed is polled")
             wait_for(lambda: len(slack.top_level()) >= 1, 60, what="the alert reaches Slack")
 
             # kill -9 the leader: b takes over within the limit and polls from then on.

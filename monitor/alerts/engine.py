@@ -4,6 +4,10 @@ One transaction per rule: the alert's new state, its AlertEvent and (for fired /
 Notification row commit together or not at all. The state write is conditional on the alert's `version`,
 so when two processes evaluate at once exactly one of them records a transition.
 
+Silences (monitor/alerts/silencing.py): a notified transition an active silence matches is recorded with the
+silence's id and no outbox row; when the silence ends while the alert still fires, one reminder goes out.
+Feed health (monitor/alerts/feedhealth.py) is evaluated here too, as a built-in rule per feed.
+
 Windows count what each rule's `count` says (stories by default, see `monitor.store.windows`). Every
 transition stores why it happened (`monitor.alerts.explain`) in its event's detail, and a notified one
 carries the same facts in its outbox payload, which the message is rendered from.
@@ -21,11 +25,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from monitor import metrics
+from monitor.alerts import silencing
 from monitor.alerts.explain import explain, last_notice
 from monitor.alerts.lifecycle import Decision, Snapshot, retire, step
 from monitor.alerts.metrics import Measurement, measure
 from monitor.config import AlertRuleConfig, Settings
 from monitor.events import AlertFired, AlertResolved
+from monitor.notify.routing import Router
 from monitor.store import alerts as alert_store
 from monitor.store import outbox
 from monitor.store.tables import Alert
@@ -66,6 +72,10 @@ class RuleEngine:
         self.engine = engine
         self.rules = [rule for rule in settings.alerts if rule.enabled]
         self.topics = list(settings.topics)
+        self.router = Router(settings)  # which receivers get each notice (`routes:`)
+        from monitor.alerts.feedhealth import FeedHealth  # it builds on this module's helpers
+
+        self.feed_health = FeedHealth(settings, engine)
 
     def evaluate(self, now: datetime | None = None) -> list[AlertEventOut]:
         """Evaluate every rule at `now` (default: the current time); return the notified transitions."""
@@ -76,6 +86,7 @@ class RuleEngine:
                 out.extend(self._evaluate_rule(rule, now))
             except Exception:  # one broken rule must not stop the others
                 log.exception("rule evaluation failed", extra={"rule": rule.name, "topic": rule.topic})
+        out.extend(self.feed_health.evaluate(now))
         out.extend(self._retire_orphans(now))
         return out
 
@@ -91,7 +102,7 @@ class RuleEngine:
                 before = _snapshot(alert)
                 windows = LiveWindows(session, rule, self.topics, now)
                 m = measure(rule, windows.stats, now, windows.total)
-                decision = step(rule, before, m, now)
+                decision = silencing.release(session, alert, step(rule, before, m, now), rule.severity, now)
                 values: dict[str, Any] = {
                     "value": m.value,
                     "article_count": m.count,
@@ -142,6 +153,7 @@ class RuleEngine:
         kind = decision.event
         assert kind is not None
         facts = explain(session, rule, m, kind, decision.reason, now, last_notice(session, alert))
+        silenced = silencing.annotate(session, alert, facts, now) if decision.notify else None
         event = alert_store.add_event(
             session,
             fp=alert.fingerprint,
@@ -157,23 +169,16 @@ class RuleEngine:
         assert event.id is not None
         episode_id = alert.fired_event_id
         if kind == "fired":
-            values.update(fired_event_id=event.id, slack_ts=None, slack_channel=None)
+            values.update(fired_event_id=event.id, message_id=None, message_channel=None)
             episode_id = event.id
-        if decision.notify:
+        if decision.notify and silenced is None:
             payload = {
                 **facts,
                 **delivery_facts(alert.fingerprint),
                 "episode_event_id": episode_id,
                 "fired_at": isoformat(decision.after.fired_at),
             }
-            outbox.enqueue(
-                session,
-                alert_event_id=event.id,
-                fingerprint=alert.fingerprint,
-                kind=kind,
-                payload=payload,
-                now=now,
-            )
+            enqueue_notice(session, event.id, alert.fingerprint, kind, payload, now, self.router)
         return event.id
 
     # ------------------------------------------------------------------ removed / disabled rules
@@ -186,7 +191,7 @@ class RuleEngine:
             orphans = [
                 a
                 for a in alert_store.alerts_in_states(session, ("pending", "firing"))
-                if a.fingerprint not in live
+                if a.fingerprint not in live and not self.feed_health.owns(a)
             ]
         for alert in orphans:
             with Session(self.engine, expire_on_commit=False) as session:
@@ -197,6 +202,10 @@ class RuleEngine:
                 if decision.event is None:
                     continue
                 values: dict[str, Any] = {"last_evaluated_at": now, **_state_values(decision.after)}
+                detail: dict[str, Any] = {"reason": decision.reason}
+                payload = self._orphan_payload(session, current, now) if decision.notify else None
+                if payload is not None and silencing.annotate(session, current, payload, now) is not None:
+                    detail["silenced_by"], payload = payload["silenced_by"], None
                 event = alert_store.add_event(
                     session,
                     fp=current.fingerprint,
@@ -207,18 +216,11 @@ class RuleEngine:
                     value=current.value,
                     threshold=current.threshold,
                     article_count=current.article_count,
-                    detail={"reason": decision.reason},
+                    detail=detail,
                 )
-                if decision.notify:
-                    payload = self._orphan_payload(session, current, now)
-                    outbox.enqueue(
-                        session,
-                        alert_event_id=event.id,  # type: ignore[arg-type]
-                        fingerprint=current.fingerprint,
-                        kind="resolved",
-                        payload=payload,
-                        now=now,
-                    )
+                if payload is not None:
+                    fp = current.fingerprint
+                    enqueue_notice(session, event.id, fp, "resolved", payload, now, self.router)  # type: ignore[arg-type]
                 if not alert_store.update_alert(session, current.fingerprint, current.version, **values):
                     session.rollback()
                     continue
@@ -277,6 +279,25 @@ class RuleEngine:
             new_stories=None,
         )
         return base
+
+
+def enqueue_notice(
+    session: Session,
+    event_id: int,
+    fp: str,
+    kind: str,
+    payload: dict[str, Any],
+    now: datetime,
+    router: Router | None = None,
+) -> None:
+    """Queue the notification(s) of a notified transition, inside its transaction. Every alert's notices go
+    through here, the built-in feed-health alerts' too (monitor/alerts/feedhealth.py), so they are all
+    delivered (and routed) alike: one outbox row per receiver the `router` sends the payload's rule, topic
+    and severity to (monitor/notify/routing.py); without a router, the `default` receiver's row alone."""
+    if router is None:
+        outbox.enqueue(session, alert_event_id=event_id, fingerprint=fp, kind=kind, payload=payload, now=now)
+        return
+    router.enqueue(session, alert_event_id=event_id, fingerprint=fp, kind=kind, payload=payload, now=now)
 
 
 def delivery_facts(fp: str) -> dict[str, Any]:

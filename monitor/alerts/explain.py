@@ -24,14 +24,14 @@ from sqlmodel import Session
 from monitor.alerts.lifecycle import NOTIFIED_KINDS
 from monitor.alerts.metrics import BASELINE_METRICS, Measurement, clear_level, headline_order
 from monitor.config import AlertRuleConfig
+from monitor.store import alerts as alert_store
+from monitor.store import outbox
+from monitor.store.tables import Alert, AlertEvent, Notification
+from monitor.store.windows import WindowStory, top_stories, window_sources, window_stories
+from monitor.timeutil import as_utc, isoformat
 
 if TYPE_CHECKING:
     from monitor.store.alerts import Episode
-from monitor.store import alerts as alert_store
-from monitor.store import outbox
-from monitor.store.tables import Alert, AlertEvent
-from monitor.store.windows import WindowStory, top_stories, window_sources, window_stories
-from monitor.timeutil import as_utc, isoformat
 
 TOP_STORIES = 5
 
@@ -48,18 +48,14 @@ def explain(
     """The facts of one transition of `rule` at `now` (JSON-ready)."""
     stories = window_stories(session, rule.topic, m.window_start, m.window_end)
     order = headline_order(rule, resolved=kind == "resolved")
-    before = previous_facts(previous)
     since = as_utc(previous.at) if previous is not None else None
-    top = top_stories(stories, session, order, TOP_STORIES)
     facts = rule_facts(rule, m, kind, reason, now)
     facts.update(evidence(session, rule, m, stories))
     facts.update(
         headline_order=order,
-        headlines=[story_facts(s, since) for s in top],
-        previous=before,
-        new_stories=sum(1 for s in stories if since is not None and as_utc(s.first_seen) > since)
-        if before is not None
-        else None,
+        headlines=[story_facts(s, since) for s in top_stories(stories, session, order, TOP_STORIES)],
+        previous=previous_facts(previous),
+        new_stories=None if since is None else sum(1 for s in stories if as_utc(s.first_seen) > since),
     )
     return facts
 
@@ -211,6 +207,8 @@ def describe_event(session: Session, event_id: int, rules: list[AlertRuleConfig]
             for e in _episode_of(history, event_id)
         ],
         "notification": _notification(session, event_id),
+        # One per receiver the transition was routed to (`notification` is the first of them).
+        "notifications": [_note(row) for row in outbox.all_for_event(session, event_id)],
     }
 
 
@@ -257,10 +255,13 @@ def _episode_of(history: list[AlertEvent], event_id: int) -> list[AlertEvent]:
 
 def _notification(session: Session, event_id: int) -> dict[str, Any] | None:
     row = outbox.for_event(session, event_id)
-    if row is None:
-        return None
+    return None if row is None else _note(row)
+
+
+def _note(row: Notification) -> dict[str, Any]:
     return {
         "id": row.id,
+        "receiver": row.receiver,
         "status": row.status,
         "attempts": row.attempts,
         "delivered_at": isoformat(row.delivered_at),

@@ -11,12 +11,15 @@
 - While firing with too few articles for a sentiment metric, the alert holds (the value is not trusted
   either way) and reminders continue; once the window is empty (the news went quiet) it resolves.
 - Notified transitions: fired, reminder, resolved. Pending and cancelled are recorded, not sent.
+
+`step` reads a rule's measurement; `advance` is the same machine on plain conditions (breach, clear), which
+built-in rules that measure no window use too (feed health: monitor/alerts/feedhealth.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from monitor.alerts.metrics import Measurement, breaches, clears
@@ -53,33 +56,52 @@ class Decision:
 
 def step(rule: AlertRuleConfig, before: Snapshot, m: Measurement, now: datetime) -> Decision:
     """The next state for `rule` given its measurement at `now`."""
+    return advance(
+        before,
+        now,
+        breach=breaches(rule, m),
+        clear=clears(rule, m),
+        wait=rule.for_,
+        repeat=rule.repeat,
+        clear_reason=REASON_QUIET if m.value is None else REASON_CLEARED,
+    )
+
+
+def advance(
+    before: Snapshot,
+    now: datetime,
+    *,
+    breach: bool,
+    clear: bool,
+    wait: timedelta = timedelta(0),
+    repeat: timedelta | None = None,
+    clear_reason: str = REASON_CLEARED,
+) -> Decision:
+    """The next state given whether the condition is breached and whether a firing alert clears.
+
+    `wait` is the pending period (`for`), `repeat` the reminder interval; `clear_reason` names a resolve.
+    """
     if before.state in ("inactive", "resolved"):
-        if not breaches(rule, m):
+        if not breach:
             return Decision(before)
-        if rule.for_.total_seconds() <= 0:
+        if wait.total_seconds() <= 0:
             return _fire(before, now, pending_since=now)
         return Decision(replace(before, state="pending", pending_since=now), "pending")
 
     if before.state == "pending":
-        if not breaches(rule, m):
+        if not breach:
             return Decision(replace(before, state="inactive", pending_since=None), "cancelled")
         assert before.pending_since is not None
-        if now - before.pending_since >= rule.for_:
+        if now - before.pending_since >= wait:
             return _fire(before, now, pending_since=before.pending_since)
         return Decision(before)
 
     # firing
-    if clears(rule, m):
-        reason = REASON_QUIET if m.value is None else REASON_CLEARED
+    if clear:
         after = replace(before, state="resolved", resolved_at=now, pending_since=None, last_notified_at=now)
-        return Decision(after, "resolved", reason)
+        return Decision(after, "resolved", clear_reason)
     last = before.last_notified_at or before.fired_at
-    if (
-        rule.repeat is not None
-        and rule.repeat.total_seconds() > 0
-        and last is not None
-        and now - last >= rule.repeat
-    ):
+    if repeat is not None and repeat.total_seconds() > 0 and last is not None and now - last >= repeat:
         return Decision(replace(before, last_notified_at=now), "reminder")
     return Decision(before)
 

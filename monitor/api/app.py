@@ -117,6 +117,9 @@ def create_app(settings: Settings, engine: Engine, status: RuntimeStatus | None 
             "problems": problems,
             "model": status.snapshot()["model"],
         }
+        broker = status.snapshot().get("broker")
+        if broker is not None:  # a task-queue broker is configured (monitor/queue.py)
+            body["broker"] = broker
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     token_check = Depends(make_token_check(token))

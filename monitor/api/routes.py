@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from monitor.alerts.explain import describe_event, episode_evidence
+from monitor.api.silences import router as silences_router
+from monitor.config import FEED_HEALTH_RULE
 from monitor.params import ParamError, check_score_range, check_search, check_topics, time_range
 from monitor.store import alerts as alert_store
 from monitor.store import feeds as feed_store
@@ -233,7 +235,10 @@ def alerts(
     found = [
         e
         for e in found
-        if e.topic in selected and (state is None or e.state == state) and (rule is None or e.rule == rule)
+        # feed-health alerts carry a feed's name as their topic: listed unless topics are asked for
+        if (e.topic in selected or (topic is None and e.rule == FEED_HEALTH_RULE))
+        and (state is None or e.state == state)
+        and (rule is None or e.rule == rule)
     ]
     found.sort(key=lambda e: (e.started_at, e.rule), reverse=True)
     page = found[offset : offset + limit]
@@ -533,3 +538,8 @@ def story(
         return JSONResponse(status_code=404, content={"error": message, "detail": message})
     row, members = found
     return {**story_dicts(engine, [row])[0], "members": members}
+
+
+# ----------------------------------------------------------------------------- silences (api/silences.py)
+
+router.include_router(silences_router)

@@ -36,7 +36,18 @@ def _register() -> None:
     # Optional areas: each module defines `register(cli)`.
     import importlib
 
-    for name in ("_collect", "_classify", "_alerts", "_query", "_stories", "_run", "_demo"):
+    for name in (
+        "_collect",
+        "_classify",
+        "_alerts",
+        "_query",
+        "_stories",
+        "_run",
+        "_worker",
+        "_demo",
+        "_digest",
+        "_silences",
+    ):
         try:
             module = importlib.import_module(f"monitor.cli.{name}")
         except ModuleNotFoundError as exc:

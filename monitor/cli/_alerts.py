@@ -42,7 +42,7 @@ ALERT_COLUMNS = (
     "notification_error",
     "reason",
 )
-REDELIVER_COLUMNS = ("id", "rule", "topic", "kind", "at", "action", "error")
+REDELIVER_COLUMNS = ("id", "rule", "topic", "receiver", "kind", "at", "action", "error")
 REPLAY_COLUMNS = (
     "at",
     "rule",
@@ -144,9 +144,14 @@ def _show_lines(d: dict[str, Any]) -> list[str]:
     if d["episode"]:
         steps = " → ".join(f"{e['kind']} {e['at']} (#{e['id']})" for e in d["episode"])
         lines += ["", f"Episode: {steps}"]
-    note = d["notification"]
-    if note is not None:
-        status = f"Notification {note['id']}: {note['status']}"
+    silenced = d["explanation"].get("silenced_by")
+    if silenced is not None:  # recorded, held back by a silence (monitor silence list --all)
+        lines.append(f"Silenced by silence {silenced}: recorded, not sent")
+    notes = d.get("notifications") or ([d["notification"]] if d["notification"] else [])
+    for note in notes:  # one per receiver; `default` alone reads as before receivers existed
+        receiver = note.get("receiver") or "default"
+        named = f" ({receiver})" if receiver != "default" else ""
+        status = f"Notification {note['id']}{named}: {note['status']}"
         if note["delivered_via"]:
             status += f" via {note['delivered_via']} at {note['delivered_at']}"
         if note["error"]:
@@ -247,6 +252,7 @@ def _redelivery_row(
         "id": row.id,
         "rule": row.rule,
         "topic": row.topic,
+        "receiver": row.receiver,
         "kind": row.kind,
         "at": row.created_at,
         "action": _action(row, history, dry_run, queued),

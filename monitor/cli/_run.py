@@ -51,11 +51,14 @@ class Runner:
         self.stop = threading.Event()
         self.stopped_at: float | None = None
         self._starting = False
-        self.status = RuntimeStatus(scheduler_expected=True, model_expected=True)
+        # With a broker, `monitor worker` processes score: this process neither loads nor needs the model.
+        self.status = RuntimeStatus(scheduler_expected=True, model_expected=not settings.queue.broker_url)
+        self.status.broker_expected = bool(settings.queue.broker_url)
         self.server = None
         self.pipeline = None
         self.scheduler = None
         self.elector = None
+        self.dispatch = None
 
     # ------------------------------------------------------------------ signals
 
@@ -105,12 +108,14 @@ class Runner:
             from monitor.scheduler import MonitorScheduler
 
             # The model first: a missing model file fails at once, naming it, even while the database is down.
-            classifier = Classifier.from_settings(self.settings)
+            queued = bool(self.settings.queue.broker_url)
+            classifier = None if queued else Classifier.from_settings(self.settings)
             # An unreachable database is retried with backoff (logged; /readyz says why) until it answers.
             if not wait_for_database(self.engine, self.stop):
                 raise _Interrupted
-            self.pipeline = Pipeline(self.settings, self.engine, classifier=classifier)
-            self._note_stale_scores(classifier)
+            self.pipeline = Pipeline(self.settings, self.engine, classifier=classifier, load_model=not queued)
+            if classifier is not None:
+                self._note_stale_scores(classifier)
             classifier = getattr(self.pipeline, "_classifier", None)
             model = None
             if classifier is not None and hasattr(classifier, "describe"):
@@ -123,12 +128,21 @@ class Runner:
                 check_every=self.settings.leader.check_every.total_seconds(),
                 on_change=self._on_leadership,
             )
+            if self.settings.queue.broker_url:  # polls and scoring go to `monitor worker` (monitor/queue.py)
+                from monitor.queue import TaskQueue
+
+                self.dispatch = TaskQueue(
+                    self.settings.queue.broker_url,
+                    score_batch=self.settings.queue.score_batch,
+                    prefix=self.settings.queue.prefix,
+                )
             self.scheduler = MonitorScheduler(
                 self.settings,
                 self.engine,
                 self.pipeline,
                 status=self.status,
                 is_leader=lambda: self.elector.is_leader,
+                dispatch=self.dispatch,
             )
             self.elector.start()
             self.scheduler.start()

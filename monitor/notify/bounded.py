@@ -144,6 +144,13 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(_factory(_HTTPSConnection, self.deadline), req, context=self._context)
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: the 3xx answer reaches the caller as an HTTPError."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def _read(response: Any) -> bytes:
     body = response.read(MAX_ANSWER_BYTES + 1)
     if len(body) > MAX_ANSWER_BYTES:
@@ -152,12 +159,18 @@ def _read(response: Any) -> bytes:
 
 
 def open_bounded(
-    req: Request, seconds: float, context: ssl.SSLContext | None, proxy: str | None = None
+    req: Request,
+    seconds: float,
+    context: ssl.SSLContext | None,
+    proxy: str | None = None,
+    *,
+    redirects: bool = True,
 ) -> tuple[int, Message, bytes]:
     """(status, headers, body) of `req`, all of it within `seconds`; else TimeoutError.
 
     An HTTP error status is raised as slack_sdk expects (`HTTPError`), with its body already read.
     `proxy`: the client's own (slack_sdk reads HTTPS_PROXY too); without one urllib's environment rules apply.
+    `redirects=False`: a 3xx is raised as an `HTTPError` too (urllib would re-send a POST as a GET).
     """
     if not req.full_url.lower().startswith(("http://", "https://")):
         raise SlackRequestError(f"Invalid URL detected: {req.full_url}")  # as slack_sdk: no file:// etc.
@@ -165,6 +178,8 @@ def open_bounded(
     handlers: list[urllib.request.BaseHandler] = [_HTTPHandler(deadline), _HTTPSHandler(deadline, context)]
     if proxy:
         handlers.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+    if not redirects:
+        handlers.append(_NoRedirect())
     opener = urllib.request.build_opener(*handlers)
     with deadline:
         try:

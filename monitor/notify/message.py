@@ -187,8 +187,8 @@ def explanation_lines(p: dict[str, Any], style: Style) -> list[str]:
     window = f"Window: last {format_duration(p['window_seconds'])} "
     window += f"({_time(p.get('window_start'))} – {_time(p.get('window_end'))})"
     if p.get("unit") is None or p.get("stories") is None:  # stored before stories, or nothing measured
-        count = int(p.get("count", 0))
-        lines.append(f"{window} · {style.bold(count)} articles (min {int(p.get('min_articles', 0))})")
+        count, unit = int(p.get("count", 0)), "stories" if p.get("unit") == "stories" else "articles"
+        lines.append(f"{window} · {style.bold(count)} {unit} (min {int(p.get('min_articles', 0))})")
     else:
         lines += [window, _evidence(p, style)]
     lines += [line for line in (_coverage(p, style), _baseline(p, style), _since_last(p, style)) if line]
@@ -199,6 +199,11 @@ def explanation_lines(p: dict[str, Any], style: Style) -> list[str]:
             lines.append(f"Fired {_time(p['fired_at'])}, resolved {_time(p.get('at'))}")
     elif p["kind"] == "reminder" and p.get("fired_at"):
         lines.append(f"Firing since {_time(p['fired_at'])}")
+    ended = p.get("silence_ended")
+    if isinstance(ended, dict):  # the one notice owed after a silence (monitor/alerts/silencing.py)
+        held = f"{style.text(ended.get('held_back', 'notice'))} of {_time(ended.get('held_back_at'))}"
+        silence = f"Silence #{style.text(ended.get('id'))} ended {_time(ended.get('ended_at'))}"
+        lines.append(f"{silence}: the {held} was held back")
     return lines
 
 
@@ -301,7 +306,10 @@ def _carried(h: dict[str, Any], style: Style) -> str:
 
 
 def render_slack(p: dict[str, Any], public_url: str | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """(text fallback, blocks) for a fired, reminder or resolved notification."""
+    """(text fallback, blocks) for a fired, reminder or resolved notification, or a message its producer
+    rendered itself (`rendered`: a digest, monitor/digest), which is sent as it is."""
+    if "rendered" in p:
+        return p["rendered"]["text"], p["rendered"]["blocks"]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _title(p), "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _summary(p)}},
@@ -399,21 +407,26 @@ def render_resolved_original(
         HEADER_LIMIT,
     )
     blocks[0] = {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}}
-    metric = resolved["metric"]
-    reason = REASON_TEXT.get(str(resolved.get("reason")), str(resolved.get("reason") or ""))
-    note = (
-        f"*Resolved* {_time(resolved.get('at'))}: {escape(METRIC_LABELS.get(metric, metric).lower())} "
-        f"now {escape(format_value(metric, resolved.get('value')))}"
-    )
-    if resolved.get("unit") is not None and resolved.get("stories") is not None:
-        note += f" over {escape(_counts(resolved))}"
-    note += f" — {escape(reason)}"
+    if "rendered" in resolved:  # rendered by its producer (feed health): its fallback text says why
+        note = f"*Resolved* {_time(resolved.get('at'))}: {resolved['rendered']['text']}"
+    else:
+        metric = resolved["metric"]
+        reason = REASON_TEXT.get(str(resolved.get("reason")), str(resolved.get("reason") or ""))
+        note = (
+            f"*Resolved* {_time(resolved.get('at'))}: {escape(METRIC_LABELS.get(metric, metric).lower())} "
+            f"now {escape(format_value(metric, resolved.get('value')))}"
+        )
+        if resolved.get("unit") is not None and resolved.get("stories") is not None:
+            note += f" over {escape(_counts(resolved))}"
+        note += f" — {escape(reason)}"
     blocks.insert(1, {"type": "section", "text": {"type": "mrkdwn", "text": truncate(note, SECTION_LIMIT)}})
     return truncate("[Resolved] " + text, TEXT_LIMIT), blocks[:MAX_BLOCKS]
 
 
 def render_console(p: dict[str, Any]) -> str:
     """A readable, unescaped multi-line text for the log/console (nothing parses it); no bidi controls."""
+    if "rendered" in p:
+        return strip_bidi(p["rendered"]["console"])
     lines = [_title(p)]
     note = history_note(p)
     if note:

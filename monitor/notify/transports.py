@@ -1,6 +1,8 @@
-"""Where a notification goes: Slack with a bot token, a Slack incoming webhook, or the console/log.
+"""The receiver interface (`Receiver`, what one outbox row is sent through) and its chat kinds: Slack with a
+bot token, a Slack incoming webhook, the console/log. The generic webhook and e-mail are in webhook.py and
+email.py; receivers.py builds the configured ones by name.
 
-Every transport raises `SendError` for a failed attempt, classified so the deliverer knows whether to
+Every receiver raises `SendError` for a failed attempt, classified so the deliverer knows whether to
 retry, when, and whether the message might have been posted anyway (`unknown`).
 """
 
@@ -18,7 +20,13 @@ from urllib.error import URLError
 
 from slack_sdk.errors import SlackApiError
 
-from monitor.config import Settings
+from monitor.config import (
+    DEFAULT_RECEIVER,
+    ConsoleReceiverConfig,
+    Settings,
+    SlackBotReceiverConfig,
+    SlackWebhookReceiverConfig,
+)
 from monitor.notify.bounded import BoundedWebClient, BoundedWebhookClient
 from monitor.notify.message import render_console, render_resolved_original, render_slack
 from monitor.timeutil import utcnow
@@ -87,12 +95,20 @@ class Job:
     created_at: datetime
     parent: Parent | None
     channel_hint: str | None  # a channel ID for the marker lookup when the configured channel is a name
+    receiver: str = DEFAULT_RECEIVER  # the configured receiver's name (`default`: the `slack:` destination)
 
 
-class Transport(Protocol):
+class Receiver(Protocol):
+    """One kind of destination. `name` says how it delivers (stored as `delivered_via`: bot, webhook,
+    console, http, smtp); `send` delivers one notification or raises a classified `SendError`. Each class
+    also has `from_config(config, settings)` (monitor/notify/receivers.py builds them by kind)."""
+
     name: str
 
     def send(self, job: Job) -> Sent: ...
+
+
+Transport = Receiver  # the name before receivers existed
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -174,12 +190,16 @@ class ConsoleTransport:
 
     name = "console"
 
+    @classmethod
+    def from_config(cls, config: ConsoleReceiverConfig, settings: Settings) -> ConsoleTransport:
+        return cls()
+
     def send(self, job: Job) -> Sent:
-        level = logging.INFO if job.kind == "resolved" else logging.WARNING
+        level = logging.INFO if job.kind in ("resolved", "digest") else logging.WARNING
         log.log(
             level,
-            "ALERT %s\n%s",
-            job.kind,
+            "%s\n%s",
+            "DIGEST" if job.kind == "digest" else f"ALERT {job.kind}",
             render_console(job.payload),
             extra={"fingerprint": job.payload.get("fingerprint"), "kind": job.kind},
         )
@@ -195,14 +215,21 @@ class WebhookTransport:
 
     name = "webhook"
 
-    def __init__(self, settings: Settings) -> None:
-        assert settings.slack.webhook_url is not None
-        self.public_url = settings.http.public_url
+    def __init__(self, *, url: str, timeout: float, public_url: str | None) -> None:
+        self.public_url = public_url
         self.client = BoundedWebhookClient(
-            settings.slack.webhook_url.get_secret_value(),
-            total_timeout=settings.notify.timeout.total_seconds(),  # the whole request, not each read
+            url,
+            total_timeout=timeout,  # the whole request, not each read
             retry_handlers=[],
             logger=_sdk_log,
+        )
+
+    @classmethod
+    def from_config(cls, config: SlackWebhookReceiverConfig, settings: Settings) -> WebhookTransport:
+        return cls(
+            url=config.url.get_secret_value(),
+            timeout=settings.notify.timeout.total_seconds(),
+            public_url=settings.http.public_url,
         )
 
     def send(self, job: Job) -> Sent:
@@ -230,21 +257,35 @@ class BotTransport:
 
     name = "bot"
 
-    def __init__(self, settings: Settings) -> None:
-        assert settings.slack.bot_token is not None and settings.slack.channel
-        self.channel = settings.slack.channel
-        self.public_url = settings.http.public_url
+    def __init__(
+        self, *, token: str, channel: str, api_url: str | None, timeout: float, public_url: str | None
+    ) -> None:
+        self.channel = channel
+        self.public_url = public_url
         kwargs: dict[str, Any] = {}
-        if settings.slack.api_url:
-            kwargs["base_url"] = settings.slack.api_url.rstrip("/") + "/"
+        if api_url:
+            kwargs["base_url"] = api_url.rstrip("/") + "/"
         self.client = BoundedWebClient(
-            token=settings.slack.bot_token.get_secret_value(),
-            total_timeout=settings.notify.timeout.total_seconds(),  # the whole request, not each read
+            token=token,
+            total_timeout=timeout,  # the whole request, not each read
             retry_handlers=[],
             logger=_sdk_log,
             **kwargs,
         )
         self._lookup_warned = False
+
+    @classmethod
+    def from_config(cls, config: SlackBotReceiverConfig, settings: Settings) -> BotTransport:
+        """The receiver's own token and API URL, else the `slack:` ones (SLACK_BOT_TOKEN, SLACK_API_URL)."""
+        token = config.token or settings.slack.bot_token
+        assert token is not None  # checked at config load
+        return cls(
+            token=token.get_secret_value(),
+            channel=config.channel,
+            api_url=config.api_url or settings.slack.api_url,
+            timeout=settings.notify.timeout.total_seconds(),
+            public_url=settings.http.public_url,
+        )
 
     def send(self, job: Job) -> Sent:
         key = str(job.payload.get("key") or f"notification-{job.id}")
@@ -353,10 +394,21 @@ class BotTransport:
             raise _network_error(exc) from None
 
 
-def make_transport(settings: Settings) -> Transport:
-    mode = settings.slack.mode
-    if mode == "bot":
-        return BotTransport(settings)
-    if mode == "webhook":
-        return WebhookTransport(settings)
+def make_transport(settings: Settings) -> Receiver:
+    """The `default` receiver: the `slack:` settings' destination (bot, webhook), else the console."""
+    slack, public_url = settings.slack, settings.http.public_url
+    timeout = settings.notify.timeout.total_seconds()
+    if slack.mode == "bot":
+        assert slack.bot_token is not None and slack.channel
+        return BotTransport(
+            token=slack.bot_token.get_secret_value(),
+            channel=slack.channel,
+            api_url=slack.api_url,
+            timeout=timeout,
+            public_url=public_url,
+        )
+    if slack.mode == "webhook":
+        assert slack.webhook_url is not None
+        url = slack.webhook_url.get_secret_value()
+        return WebhookTransport(url=url, timeout=timeout, public_url=public_url)
     return ConsoleTransport()

@@ -105,12 +105,17 @@ def count_by_state(connection: sa.Connection) -> dict[str, int]:
 
 
 def set_message(session: Session, fp: str, fired_event_id: int, channel: str | None, ts: str | None) -> None:
-    """Remember the Slack message of an episode on the alert, if that episode is still the current one."""
+    """Remember the chat message of an episode on the alert, if that episode is still the current one. With
+    several chat receivers the first message posted is kept (each row has its own)."""
     table = Alert.__table__
     session.execute(
         sa.update(table)
-        .where(table.c.fingerprint == fp, table.c.fired_event_id == fired_event_id)
-        .values(slack_channel=channel, slack_ts=ts)
+        .where(
+            table.c.fingerprint == fp,
+            table.c.fired_event_id == fired_event_id,
+            table.c.message_id.is_(None),
+        )
+        .values(message_channel=channel, message_id=ts)
     )
 
 
@@ -149,7 +154,9 @@ class Episode:
     articles: int = 0  # in the window when it fired
     reminders: int = 0
     reason: str | None = None
-    notification: str | None = None  # delivery status of the fired notification
+    # Delivery of the fired notification: its status (with several receivers the least settled one:
+    # failed, then sending, pending, delivered) and why attempts failed (each receiver's reason, named).
+    notification: str | None = None
     notification_error: str | None = None  # the stored reason its last attempt failed (until delivered)
     event_ids: list[int] = field(default_factory=list)
 
@@ -210,14 +217,36 @@ def episodes(session: Session, since: datetime | None = None, until: datetime | 
     result = done + list(current.values())
     by_event = {event_id: episode for episode in result for event_id in episode.event_ids}
     if by_event:
-        query = sa.select(Notification.alert_event_id, Notification.status, Notification.last_error).where(
-            Notification.alert_event_id.in_(list(by_event)), Notification.kind == "fired"
-        )
-        for event_id, status, error in session.execute(query):
-            by_event[event_id].notification = status
-            by_event[event_id].notification_error = error if status != "delivered" else None
+        _add_delivery(session, by_event)
     result.sort(key=lambda e: (e.started_at, e.rule))
     return result
+
+
+_STATUS_ORDER = ("failed", "sending", "pending", "delivered")
+
+
+def _add_delivery(session: Session, by_event: dict[int, Episode]) -> None:
+    """Each episode's fired notification: one status over its receivers' rows, and their errors."""
+    n = Notification
+    query = (
+        sa.select(n.alert_event_id, n.receiver, n.status, n.last_error)
+        .where(n.alert_event_id.in_(list(by_event)), n.kind == "fired")
+        .order_by(n.id)
+    )
+    rows: dict[int, list[tuple[str, str, str | None]]] = {}
+    for event_id, receiver, status, error in session.execute(query):
+        rows.setdefault(event_id, []).append((receiver, status, error))
+    for event_id, found in rows.items():
+        statuses = [status for _, status, _ in found]
+        episode = by_event[event_id]
+        episode.notification = min(
+            statuses, key=lambda s: _STATUS_ORDER.index(s) if s in _STATUS_ORDER else 0
+        )
+        errors = [(receiver, error) for receiver, status, error in found if error and status != "delivered"]
+        if len(found) == 1:  # one receiver (`default`): its reason as it was stored
+            episode.notification_error = errors[0][1] if errors else None
+        else:
+            episode.notification_error = "; ".join(f"{r}: {e}" for r, e in errors) or None
 
 
 def _episode_prefix(session: Session, fp: str, since: datetime) -> list[AlertEvent]:

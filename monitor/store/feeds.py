@@ -221,3 +221,38 @@ def record_failure(
             )
         )
     return next_poll
+
+
+def claim_due_feeds(
+    engine: Engine, leases: dict[str, timedelta], now: datetime, limit: int
+) -> list[tuple[str, datetime]]:
+    """Claim up to `limit` due feeds of `leases` (name -> how long a claim holds); returns (name, claimed at).
+
+    Due: never polled, or `next_poll_at` (the next regular poll, or the end of a backoff) has passed. A claim
+    moves `next_poll_at` to `now + lease` (the feed's interval), so no other replica claims it until then;
+    the poll itself then records its own next poll (success or backoff). A replica killed mid-poll leaves the
+    feed due again one interval later, as a single process killed mid-poll always did.
+
+    PostgreSQL: `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent claimers split the due feeds between them
+    instead of queueing on the same rows. Both dialects: the update is conditional on the feed still being due
+    (a claimer that read the row before another's claim committed updates nothing and does not get it)."""
+    if not leases or limit <= 0:
+        return []
+    due = sa.or_(_FEEDS.c.next_poll_at.is_(None), _FEEDS.c.next_poll_at <= now)
+    claimed: list[tuple[str, datetime]] = []
+    with engine.begin() as connection:
+        query = (
+            sa.select(_FEEDS.c.id, _FEEDS.c.name)
+            .where(_FEEDS.c.name.in_(list(leases)), due)
+            .order_by(_FEEDS.c.next_poll_at.asc().nulls_first(), _FEEDS.c.id)
+            .limit(limit)
+        )
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        for feed_id, name in connection.execute(query).all():
+            updated = connection.execute(
+                sa.update(_FEEDS).where(_FEEDS.c.id == feed_id, due).values(next_poll_at=now + leases[name])
+            )
+            if updated.rowcount == 1:
+                claimed.append((name, now))
+    return claimed

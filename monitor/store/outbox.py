@@ -6,7 +6,9 @@ Life of a row: pending -> sending -> delivered | pending (retry later) | failed.
   `UPDATE ... WHERE status = <what was read>` on both databases, so two workers never claim one row.
   While `sending`, `next_attempt_at` is the claim's expiry: a row still `sending` after it belonged to a
   worker that died, and is claimed again with `outcome_unknown` set.
-- Rows of one alert are delivered in order: a row waits while an earlier row of its fingerprint is unsettled.
+- Rows of one alert are delivered in order: a row waits while an earlier row of its fingerprint for the same
+  receiver is unsettled. Each receiver has its own row per transition (`receiver`), so a receiver that is
+  down holds back only its own rows, never another receiver's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from monitor.config import DEFAULT_RECEIVER
 from monitor.store import alerts as alert_store
 from monitor.store.db import session_scope
 from monitor.store.tables import AlertEvent, Notification
@@ -34,15 +37,22 @@ _c = _table.c
 def enqueue(
     session: Session,
     *,
-    alert_event_id: int,
+    alert_event_id: int | None,
     fingerprint: str,
     kind: str,
     payload: dict[str, Any],
     now: datetime,
+    receiver: str | None = None,
 ) -> Notification:
-    """Add the notification of a transition (call inside the transition's transaction)."""
+    """Add the notification of a transition (call inside the transition's transaction). A message with no
+    transition behind it (a digest: `alert_event_id` None) is queued the same way, in its claim's
+    transaction; `fingerprint` then orders that message's series (e.g. `digest:<name>`).
+
+    `receiver`: who gets this row (monitor/notify/routing.py writes one row per routed receiver); None
+    takes the payload's `receiver` (a digest names it there), else `default`."""
     row = Notification(
         alert_event_id=alert_event_id,
+        receiver=receiver or payload.get("receiver") or DEFAULT_RECEIVER,
         fingerprint=fingerprint,
         kind=kind,
         payload=json.dumps(payload, ensure_ascii=False),
@@ -56,12 +66,18 @@ def enqueue(
     return row
 
 
-def for_event(session: Session, alert_event_id: int) -> Notification | None:
-    return (
-        session.execute(sa.select(Notification).where(Notification.alert_event_id == alert_event_id))
-        .scalars()
-        .first()
-    )
+def for_event(session: Session, alert_event_id: int, receiver: str | None = None) -> Notification | None:
+    """The event's row for `receiver`; with None its first row (all carry the same payload)."""
+    query = sa.select(Notification).where(Notification.alert_event_id == alert_event_id)
+    if receiver is not None:
+        query = query.where(Notification.receiver == receiver)
+    return session.execute(query.order_by(Notification.id)).scalars().first()
+
+
+def all_for_event(session: Session, alert_event_id: int) -> list[Notification]:
+    """Every receiver's row of one transition, in the order they were written."""
+    query = sa.select(Notification).where(Notification.alert_event_id == alert_event_id)
+    return list(session.execute(query.order_by(Notification.id)).scalars())
 
 
 def get(engine: Engine, notification_id: int) -> Notification | None:
@@ -69,12 +85,20 @@ def get(engine: Engine, notification_id: int) -> Notification | None:
         return session.get(Notification, notification_id)
 
 
-def claim_next(engine: Engine, now: datetime, lease_until: datetime) -> Notification | None:
-    """Claim the oldest due row (pending and due, or sending with an expired claim), or None."""
+def claim_next(
+    engine: Engine, now: datetime, lease_until: datetime, skip_receivers: Sequence[str] = ()
+) -> Notification | None:
+    """Claim the oldest due row (pending and due, or sending with an expired claim), or None.
+    `skip_receivers`: receivers not to send to now (one that answered 429 in this run)."""
     earlier = _table.alias("earlier")
     blocked = (
         sa.select(earlier.c.id)
-        .where(earlier.c.fingerprint == _c.fingerprint, earlier.c.id < _c.id, earlier.c.status.in_(UNSETTLED))
+        .where(
+            earlier.c.fingerprint == _c.fingerprint,
+            earlier.c.receiver == _c.receiver,
+            earlier.c.id < _c.id,
+            earlier.c.status.in_(UNSETTLED),
+        )
         .exists()
     )
     query = (
@@ -83,6 +107,8 @@ def claim_next(engine: Engine, now: datetime, lease_until: datetime) -> Notifica
         .order_by(_c.id)
         .limit(5)
     )
+    if skip_receivers:
+        query = query.where(_c.receiver.not_in(list(skip_receivers)))
     postgres = engine.dialect.name == "postgresql"
     if postgres:
         query = query.with_for_update(skip_locked=True, of=_table)
@@ -115,7 +141,8 @@ def mark_delivered(
     ts: str | None = None,
     fired_event_id: int | None = None,
 ) -> bool:
-    """Record success (and the Slack message, on the alert too for a `fired` row) in one transaction."""
+    """Record success (and the receiver's message id; for a `fired` chat message, on the alert too) in one
+    transaction."""
     with session_scope(engine) as session:
         row = session.get(Notification, notification_id)
         done = session.execute(
@@ -126,12 +153,12 @@ def mark_delivered(
                 delivered_at=now,
                 delivered_via=via,
                 channel=channel,
-                slack_ts=ts,
+                message_id=ts,
                 last_error=None,
                 outcome_unknown=False,
             )
         ).rowcount
-        if done and row is not None and row.kind == "fired" and ts:
+        if done and row is not None and row.kind == "fired" and ts and channel:
             alert_store.set_message(
                 session, row.fingerprint, fired_event_id or row.alert_event_id, channel, ts
             )
@@ -142,7 +169,7 @@ def record_post(engine: Engine, notification_id: int, *, channel: str | None, ts
     """Remember a posted message's ts while the row is still `sending` (a multi-step delivery)."""
     with session_scope(engine) as session:
         session.execute(
-            sa.update(_table).where(_c.id == notification_id).values(channel=channel, slack_ts=ts)
+            sa.update(_table).where(_c.id == notification_id).values(channel=channel, message_id=ts)
         )
 
 
@@ -179,20 +206,28 @@ def next_due(engine: Engine) -> datetime | None:
         ).scalar()
 
 
-def latest_channel_id(engine: Engine) -> str | None:
-    """The channel ID Slack reported for the latest bot delivery (names like #alerts are not IDs)."""
+def latest_channel_id(engine: Engine, receiver: str = DEFAULT_RECEIVER) -> str | None:
+    """The channel ID Slack reported for the receiver's latest bot delivery (names like #alerts are not
+    IDs)."""
     with Session(engine) as session:
         return session.execute(
             sa.select(_c.channel)
-            .where(_c.status == "delivered", _c.delivered_via == "bot", _c.channel.is_not(None))
+            .where(
+                _c.status == "delivered",
+                _c.delivered_via == "bot",
+                _c.receiver == receiver,
+                _c.channel.is_not(None),
+            )
             .order_by(_c.id.desc())
             .limit(1)
         ).scalar()
 
 
-# A later notification of the same alert than the row in `_table` (correlated subqueries).
+# A later notification of the same alert, to the same receiver, than the row in `_table` (correlated).
 _later = _table.alias("later")
-_is_later = sa.and_(_later.c.fingerprint == _c.fingerprint, _later.c.id > _c.id)
+_is_later = sa.and_(
+    _later.c.fingerprint == _c.fingerprint, _later.c.receiver == _c.receiver, _later.c.id > _c.id
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +247,7 @@ class FailedNotification:
     error: str | None
     superseded_by: str | None = None  # kind of the alert's next notification
     superseded_at: datetime | None = None
+    receiver: str = DEFAULT_RECEIVER
 
     @property
     def current(self) -> bool:
@@ -230,7 +266,15 @@ def failed(
     next_id = sa.select(sa.func.min(_later.c.id)).where(_is_later).scalar_subquery()
     query = (
         sa.select(
-            _c.id, _c.fingerprint, events.rule, events.topic, _c.kind, _c.created_at, _c.last_error, next_id
+            _c.id,
+            _c.fingerprint,
+            events.rule,
+            events.topic,
+            _c.kind,
+            _c.created_at,
+            _c.last_error,
+            _c.receiver,
+            next_id,
         )
         .join(AlertEvent.__table__, events.id == _c.alert_event_id)
         .where(_c.status == "failed")
@@ -245,7 +289,7 @@ def failed(
     with Session(engine) as session:
         rows = session.execute(query).all()
         nexts = _kinds_and_times(session, [row[-1] for row in rows if row[-1] is not None])
-    return [FailedNotification(*row[:-1], *nexts.get(row[-1], (None, None))) for row in rows]
+    return [FailedNotification(*row[:7], *nexts.get(row[-1], (None, None)), receiver=row[7]) for row in rows]
 
 
 def _kinds_and_times(session: Session, ids: list[int]) -> dict[int, tuple[str, datetime]]:

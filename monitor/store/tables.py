@@ -62,6 +62,8 @@ class Article(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_articles_happened_at", "happened_at"),
         sa.Index("ix_articles_feed_happened", "feed_id", "happened_at"),
+        # A feed's newest article by collection time: feed health's "nothing new since" (0003).
+        sa.Index("ix_articles_feed_collected", "feed_id", "collected_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -201,7 +203,7 @@ class Alert(SQLModel, table=True):
 
     fingerprint: str = Field(max_length=64, primary_key=True)
     rule: str = Field(max_length=100, index=True)
-    topic: str = Field(max_length=64)
+    topic: str = Field(max_length=100)  # a configured topic, or a feed's name (feed health)
     state: str = Field(max_length=16, index=True)  # inactive | pending | firing | resolved
     value: float | None = None
     threshold: float | None = None
@@ -211,8 +213,10 @@ class Alert(SQLModel, table=True):
     resolved_at: datetime | None = Field(default=None, sa_column=_ts())
     last_notified_at: datetime | None = Field(default=None, sa_column=_ts())
     last_evaluated_at: datetime | None = Field(default=None, sa_column=_ts())
-    slack_channel: str | None = Field(default=None, max_length=100)
-    slack_ts: str | None = Field(default=None, max_length=64)  # message of the current firing episode
+    # The current episode's first chat message (a Slack bot post: channel and ts); each receiver's own
+    # message is on its `notifications` row. Named `slack_channel`/`slack_ts` before revision 0004.
+    message_channel: str | None = Field(default=None, max_length=100)
+    message_id: str | None = Field(default=None, max_length=255)
     fired_event_id: int | None = None  # AlertEvent id of the `fired` event that opened the current episode
     version: int = 0  # optimistic concurrency: every state write is `... WHERE version = <read version>`
 
@@ -226,7 +230,7 @@ class AlertEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     fingerprint: str = Field(max_length=64, index=True)
     rule: str = Field(max_length=100)
-    topic: str = Field(max_length=64)
+    topic: str = Field(max_length=100)  # a configured topic, or a feed's name (feed health)
     kind: str = Field(max_length=16)  # pending | fired | reminder | resolved | cancelled
     value: float | None = None
     threshold: float | None = None
@@ -236,15 +240,25 @@ class AlertEvent(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """The outbox: written in the same transaction as the alert transition, delivered later."""
+    """The outbox: written in the same transaction as the alert transition, delivered later.
+
+    One row per receiver of a transition (unique on the two), so each receiver is retried, fails and is
+    redelivered on its own: one receiver's outage never holds back or duplicates another's message.
+    """
 
     __tablename__ = "notifications"
-    __table_args__ = (sa.Index("ix_notifications_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        sa.Index("ix_notifications_status_next", "status", "next_attempt_at"),
+        sa.UniqueConstraint("alert_event_id", "receiver", name="uq_notifications_event_receiver"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    alert_event_id: int = Field(foreign_key="alert_events.id", sa_column_kwargs={"unique": True})
+    # None: a message with no alert transition behind it (a digest, see `Digest`).
+    alert_event_id: int | None = Field(default=None, foreign_key="alert_events.id")
+    # A configured receiver's name (`receivers:`), or `default`: the `slack:` destination, else the console.
+    receiver: str = Field(default="default", max_length=100, sa_column_kwargs={"server_default": "default"})
     fingerprint: str = Field(max_length=64, index=True)
-    kind: str = Field(max_length=16)  # fired | reminder | resolved
+    kind: str = Field(max_length=16)  # fired | reminder | resolved | digest
     payload: str = Field(sa_type=sa.Text)  # JSON: text fallback, blocks, thread/update info
     status: str = Field(default="pending", max_length=16)  # pending | sending | delivered | failed
     # pending: when the next attempt is due; sending: when the claim expires (then another worker recovers it)
@@ -253,9 +267,51 @@ class Notification(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     delivered_at: datetime | None = Field(default=None, sa_column=_ts())
-    channel: str | None = Field(default=None, max_length=100)
-    slack_ts: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=100)  # where it went, when the receiver says (Slack)
+    # The receiver's id of the delivered message: Slack's ts, an e-mail's Message-ID (`slack_ts` before 0004).
+    message_id: str | None = Field(default=None, max_length=255)
     # The last attempt may have reached Slack without an answer (timeout, 5xx, crash while sending):
     # in bot mode the next attempt first looks for the message's marker in the channel.
     outcome_unknown: bool = False
-    delivered_via: str | None = Field(default=None, max_length=16)  # bot | webhook | console
+    delivered_via: str | None = Field(default=None, max_length=16)  # bot | webhook | console | http | smtp
+
+
+class Digest(SQLModel, table=True):
+    """One digest claimed for one period (monitor/digest): what makes it go out once per period.
+
+    Inserted in the same transaction as its outbox rows (`monitor.store.digests.claim`). The unique
+    (name, period_start) lets exactly one of several replicas, or a restarted process, claim a period.
+    """
+
+    __tablename__ = "digests"
+    __table_args__ = (sa.UniqueConstraint("name", "period_start", name="uq_digests_name_period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50)
+    period_start: datetime = Field(sa_column=_ts(nullable=False))  # UTC, the start of the covered period
+    period_end: datetime = Field(sa_column=_ts(nullable=False))  # when it was due
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    receivers: str = Field(default="", max_length=1000)  # comma-separated; empty: the default destination
+
+
+class Silence(SQLModel, table=True):
+    """A silence (Alertmanager's term): while active, matching alerts' transitions are recorded, not sent.
+
+    Written only through `monitor.store.silences`. A matcher left empty (NULL) matches anything; at least one
+    is set. Active while `starts_at <= now < ends_at`; expiring it early moves `ends_at` to that moment and
+    records `expired_at`, so the row stays as history.
+    """
+
+    __tablename__ = "silences"
+    __table_args__ = (sa.Index("ix_silences_ends_at", "ends_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rule: str | None = Field(default=None, max_length=100)
+    topic: str | None = Field(default=None, max_length=100)
+    severity: str | None = Field(default=None, max_length=16)
+    starts_at: datetime = Field(sa_column=_ts(nullable=False))
+    ends_at: datetime = Field(sa_column=_ts(nullable=False))
+    reason: str = Field(max_length=1000)
+    created_by: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    expired_at: datetime | None = Field(default=None, sa_column=_ts())  # expired early (`silence expire`)

@@ -10,9 +10,11 @@ What a window counts (a rule's `count`):
   (`majority_label`). A syndicated wire story carried by ten sites is one story, not ten articles, so copies
   cannot outvote independent coverage. An article not yet placed in a story counts as a story of its own
   (key `-article_id`), so nothing is lost between scoring and placement.
-- `articles`: every article once, as before stories existed (one aggregate query).
+- `articles`: every article once, as before stories existed.
 
-Either way the window also reports the articles behind it and how many distinct publishers carry them
+Either count is one aggregate query over the `(topic, happened_at)` index.
+
+The window also reports the articles behind it and how many distinct publishers carry them
 (`sources`: `story_articles.source`, or for an unplaced article `source_of(...)`, the same naming the stories
 stage uses).
 """
@@ -80,7 +82,8 @@ EMPTY = WindowStats(0, 0.0, 0, 0, 0, 0)
 
 @dataclass(slots=True)
 class StoryTally:
-    """One story's articles inside a window: its vote is their mean sentiment and majority label."""
+    """One story's articles inside a window, in memory (the replay): its vote is their mean sentiment and
+    `majority_label`, what `story_window_stats` forms in SQL."""
 
     articles: int = 0
     sentiment_sum: float = 0.0
@@ -106,10 +109,10 @@ def topic_window_stats(
     count: Count = "articles",
     sources: bool = False,
 ) -> WindowStats:
-    """Statistics of `topic` over `start < happened_at <= end`, counting `count`.
+    """Statistics of `topic` over `start < happened_at <= end`, counting `count` (one aggregate query).
 
-    `sources=True` also counts the distinct publishers (one more query); story counting always reports
-    them only when asked, so a rule's baseline costs no more than before."""
+    `sources=True` also counts the distinct publishers (one more query): only where they are read
+    (`min_sources`, explanations), so an ordinary evaluation and a baseline cost no more than before."""
     if count == "stories":
         return story_window_stats(session, topic, start, end, sources)
     return article_window_stats(session, topic, start, end, sources)

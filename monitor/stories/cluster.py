@@ -29,6 +29,8 @@ from monitor.stories._text import Features, jaccard, numbers_conflict, subjects_
 NUM_PERM = 64
 LSH_THRESHOLD = 0.3  # candidates only: the exact Jaccard decides
 SUPPORTED_MARGIN = 0.03  # how much lower a cosine may be when words or names are shared too
+SUPPORTING_JACCARD = 0.2  # headline words two rewrites of one event share, beyond the company's name
+UNSUPPORTED_MEANING = 0.96  # same script, no shared words: only a near-identical meaning joins
 LEAD_MARGIN = 0.03  # how far below the lower threshold a meaning match may sit from the story's first article
 
 
@@ -171,11 +173,14 @@ class StoryIndex:
         )
 
     def _meaning_threshold(self, a: Features, b: Features) -> float:
-        """The cosine two articles need: lower when they also share words (same script) or names and
-        figures (across scripts: "TPU", "Anthropic", "100")."""
+        """The cosine two articles need. In one script, headlines about one company in the same tone sit close
+        in meaning ("Nvidia slumps as demand fears grow", "Nvidia suffers worst week amid bubble fears"):
+        without shared words beyond a name they need an almost identical meaning (`UNSUPPORTED_MEANING`).
+        Across scripts, shared names and figures ("TPU", "Anthropic", "100") lower the bar a little."""
         if a.script == b.script:
-            shared = jaccard(a.title_shingles, b.title_shingles) >= 0.2
-            return self.thresholds.meaning - (SUPPORTED_MARGIN if shared else 0.0)
+            if jaccard(a.title_shingles, b.title_shingles) >= SUPPORTING_JACCARD:
+                return self.thresholds.meaning - SUPPORTED_MARGIN
+            return max(self.thresholds.meaning, UNSUPPORTED_MEANING)
         shared = len(a.anchors & b.anchors) >= 2
         return self.thresholds.cross_language - (SUPPORTED_MARGIN if shared else 0.0)
 

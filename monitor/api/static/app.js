@@ -372,6 +372,24 @@
     return root;
   }
 
+  // ------------------------------------------------------------------ silences
+
+  // Active silences (`monitor silence list`): what is matched, until when, why and by whom. Hidden when none.
+  async function renderSilences() {
+    const body = await api("/api/silences");
+    const active = body.items.filter((s) => s.state === "active");
+    const list = $("silence-list");
+    list.replaceChildren();
+    for (const s of active) {
+      const matchers = [["rule", s.rule], ["topic", s.topic], ["severity", s.severity]]
+        .filter(([, v]) => v).map(([k, v]) => `${k}=${v}`).join(", ");
+      const text = `#${s.id} ${matchers} until ${fmtTime(s.ends_at, true)}: ${s.reason}` +
+        (s.created_by ? ` (${s.created_by})` : "");
+      list.appendChild(el("li", { class: "silence-item", "data-silence-id": s.id }, text));
+    }
+    $("silences").hidden = active.length === 0;
+  }
+
   async function load() {
     const range = $("range").value;
     const bucket = RANGE_BUCKET[range] || "1h";
@@ -387,6 +405,7 @@
       const selected = state.topics.filter((t) => !$("topic").value || t.name === $("topic").value);
       container.replaceChildren();
       container.classList.toggle("single", selected.length === 1);
+      await renderSilences();
       if (state.topics.some((t) => t.name === BUBBLE_TOPIC)) await renderBubbleIndex(container, range);
       for (const topic of selected) await renderTopic(container, topic, range, bucket);
       $("auth").hidden = true;
