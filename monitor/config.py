@@ -648,13 +648,11 @@ class Settings(_Strict):
             if topic not in self.topics:
                 known = ", ".join(sorted(self.topics)) or "none configured"
                 raise ValueError(f"digest.topics: unknown topic {topic!r} (known: {known})")
-        receivers = getattr(self, "receivers", None)
-        if receivers is None:
+        if self.receivers is None:
             return
-        names = self.receiver_names
         for name in self.digest.receivers:
-            if name not in names:
-                known = ", ".join(sorted(map(str, names))) or "none configured"
+            if name not in self.receiver_names:
+                known = ", ".join(sorted(self.receiver_names))
                 raise ValueError(f"digest.receivers: unknown receiver {name!r} (known: {known})")
 
     def feed(self, name: str) -> FeedConfig:

@@ -79,7 +79,9 @@ class SmtpServer:
         with self._lock:
             self._data_failures.append([code, times])
 
-    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
         ok = (
             not self.refuse_login
             and isinstance(data, LoginPassword)

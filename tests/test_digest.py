@@ -315,9 +315,26 @@ def test_two_concurrent_senders_queue_one_digest_per_period(
     claims = digest_store.claims(news)
     assert [c.period_start for c in claims] == [START + timedelta(days=d) for d in range(3)]
     rows = outbox.list_notifications(news)
-    assert [(r.kind, r.fingerprint, r.alert_event_id) for r in rows] == [
-        ("digest", "digest:digest", None)
+    assert [(r.kind, r.fingerprint, r.alert_event_id, r.receiver) for r in rows] == [
+        ("digest", "digest:digest", None, "default")
     ] * 3
+
+
+def test_one_outbox_row_per_named_receiver(engine: sa.Engine, tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        receivers=[{"name": "desk", "kind": "console"}, {"name": "ops", "kind": "console"}],
+        digest={"receivers": ["desk", "ops", "desk"]},
+    )
+    assert DigestSender(settings, engine).send_due(END + timedelta(minutes=1)) is not None
+    rows = outbox.list_notifications(engine)
+    assert [(r.receiver, json.loads(r.payload)["key"]) for r in rows] == [
+        ("desk", "digest-digest-20260301T080000-20260302T080000"),
+        ("ops", "digest-digest-20260301T080000-20260302T080000"),
+    ]
+    assert [c.receivers for c in digest_store.claims(engine)] == ["desk,ops"]
+    report = Deliverer(settings, engine).deliver_due()
+    assert (report.delivered, report.failed) == (2, 0)
 
 
 def test_scheduled_digest_is_delivered_to_slack_once(news: sa.Engine, tmp_path: Path, slack_server) -> None:  # noqa: ANN001
@@ -337,8 +354,8 @@ def test_scheduled_digest_is_delivered_to_slack_once(news: sa.Engine, tmp_path: 
     )
     assert "&lt;!channel&gt;" in json.dumps(message.blocks) and "<!channel>" not in json.dumps(message.blocks)
     assert message.metadata["event_payload"]["kind"] == "digest"
-    payload = json.loads(outbox.list_notifications(news)[0].payload)
-    assert payload["receiver"] is None  # no named receivers configured yet: the default destination
+    [row] = outbox.list_notifications(news)
+    assert row.receiver == "default"  # no `receivers:` configured: any name means the default destination
     assert Deliverer(settings, news).deliver_due().delivered == 0
 
 
@@ -390,6 +407,11 @@ def test_scheduler_runs_the_digest_job(engine: sa.Engine, tmp_path: Path) -> Non
         ("weekday: friday", "digest: weekday is only used with period: weekly"),
         ("topics: [nvdia]", "digest.topics: unknown topic 'nvdia' (known: "),
         ("receivers: team", "digest.receivers: Input should be a valid list"),
+        ("receivers: [1]", "digest.receivers.0: Input should be a valid string"),
+        (
+            "receivers: [desk, pager]\nreceivers: [{name: desk, kind: console}]",
+            "digest.receivers: unknown receiver 'pager' (known: default, desk)",
+        ),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, digest: str, message: str) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from alerthelp import add_article
 from alembic import command
+from alerthelp import add_article
 from click.testing import CliRunner
 from conftest import TOPICS, make_settings
 from slackserver import DEFAULT_TOKEN, SlackServer
@@ -125,7 +125,9 @@ def settings_of(data: dict[str, Any]) -> Settings:
     return Settings.model_validate(data)
 
 
-def add_run(engine: sa.engine.Engine, topic: str, sentiment: float, now: datetime, tag: str, n: int = 6) -> None:
+def add_run(
+    engine: sa.engine.Engine, topic: str, sentiment: float, now: datetime, tag: str, n: int = 6
+) -> None:
     for i in range(n):
         add_article(
             engine,
@@ -155,13 +157,17 @@ def drain(deliverer: Deliverer, engine: sa.engine.Engine, now: datetime, rounds:
         if not pending:
             return
         at = max(at, max(pending))
-    raise AssertionError(f"still pending after {rounds} rounds: {[(r.receiver, r.status) for r in rows(engine)]}")
+    raise AssertionError(
+        f"still pending after {rounds} rounds: {[(r.receiver, r.status) for r in rows(engine)]}"
+    )
 
 
 def cli_json(tmp_path: Path, data: dict[str, Any], *args: str) -> Any:
     config = tmp_path / "receivers.yaml"
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    result = CliRunner().invoke(cli, ["--config", str(config), *args, "--format", "json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), *args, "--format", "json"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -229,7 +235,17 @@ def test_a_critical_alert_reaches_its_routes_once_each_through_a_webhook_outage(
     assert webhook.delivered[1]["alert"]["status"] == "resolved"
 
     shown = cli_json(tmp_path, data, "alerts")
-    assert {e["rule"]: e["notification"] for e in shown} == {"nvidia-drop": "delivered", "tpu-up": "delivered"}
+    assert {e["rule"]: e["notification"] for e in shown} == {
+        "nvidia-drop": "delivered",
+        "tpu-up": "delivered",
+    }
+    [fired_id] = [e["id"] for e in shown if e["rule"] == "nvidia-drop"]
+    detail = cli_json(tmp_path, data, "alerts", "show", str(fired_id))
+    assert sorted((n["receiver"], n["status"]) for n in detail["notifications"]) == [
+        ("oncall-email", "delivered"),
+        ("ops-webhook", "delivered"),
+        ("slack-critical", "delivered"),
+    ]
 
 
 def test_one_receivers_outage_does_not_hold_back_another_receivers_resolved_notice(
@@ -241,13 +257,17 @@ def test_one_receivers_outage_does_not_hold_back_another_receivers_resolved_noti
 ) -> None:
     """Rows of one alert go out in order per receiver: the webhook's pending `fired` blocks only its own
     `resolved`, never Slack's or the e-mail's."""
-    settings = settings_of(config_data(engine, slack_server, webhook, smtp))
+    data = config_data(engine, slack_server, webhook, smtp)
+    settings = settings_of(data)
     now = utcnow()
     add_run(engine, "nvidia", -0.6, now, "slides")
     evaluate(engine, settings, now)
     webhook.fail(status=503, times=100)
     deliverer = Deliverer(settings, engine)
     deliverer.deliver_due(now)
+    [episode] = cli_json(tmp_path, data, "alerts")  # the failing receiver is named with its reason
+    assert episode["notification"] == "pending"
+    assert episode["notification_error"].startswith("ops-webhook: webhook server error (HTTP 503")
     add_run(engine, "nvidia", 0.8, now + 5 * MIN, "rebounds", n=40)
     evaluate(engine, settings, now + 5 * MIN)
     deliverer.deliver_due(now + 5 * MIN)
@@ -413,7 +433,9 @@ def test_email_refused_login_fails_with_the_servers_reason(
     assert "wrong" not in row.last_error and smtp.messages == []
 
 
-def test_email_temporary_refusal_is_retried(engine: sa.engine.Engine, tmp_path: Path, smtp: SmtpServer) -> None:
+def test_email_temporary_refusal_is_retried(
+    engine: sa.engine.Engine, tmp_path: Path, smtp: SmtpServer
+) -> None:
     smtp.fail_data(451, times=1)
     settings = email_settings(
         engine, tmp_path, port=smtp.port, username=USER, password=PASSWORD, ca_file=smtp.ca_file
@@ -531,7 +553,9 @@ def test_routes_first_match_continue_wildcards_and_the_default() -> None:
         ),
     ],
 )
-def test_receiver_and_route_mistakes_are_config_errors(tmp_path: Path, extra: dict[str, Any], message: str) -> None:
+def test_receiver_and_route_mistakes_are_config_errors(
+    tmp_path: Path, extra: dict[str, Any], message: str
+) -> None:
     data: dict[str, Any] = {"topics": TOPICS, "receivers": [{"name": "team", "kind": "console"}], **extra}
     path = tmp_path / "monitor.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -598,8 +622,8 @@ def test_migration_0004_keeps_existing_notifications_as_the_default_receivers(db
             )
             connection.execute(
                 sa.text(
-                    "INSERT INTO notifications (alert_event_id, fingerprint, kind, payload, status, attempts, "
-                    "created_at, channel, slack_ts, outcome_unknown, delivered_via) VALUES "
+                    "INSERT INTO notifications (alert_event_id, fingerprint, kind, payload, status, "
+                    "attempts, created_at, channel, slack_ts, outcome_unknown, delivered_via) VALUES "
                     "(1, 'fp1', 'fired', '{}', 'delivered', 1, :at, 'C0ALERTS1', '1700.1', false, 'bot')"
                 ),
                 {"at": at},
@@ -613,8 +637,8 @@ def test_migration_0004_keeps_existing_notifications_as_the_default_receivers(db
 
         insert = sa.text(
             "INSERT INTO notifications (alert_event_id, receiver, fingerprint, kind, payload, status, "
-            "attempts, created_at, outcome_unknown) VALUES (1, :receiver, 'fp1', 'fired', '{}', 'pending', 0, "
-            ":at, false)"
+            "attempts, created_at, outcome_unknown) "
+            "VALUES (1, :receiver, 'fp1', 'fired', '{}', 'pending', 0, :at, false)"
         )
         with engine.begin() as connection:  # a second receiver of the same transition
             connection.execute(insert, {"receiver": "ops-webhook", "at": at})
@@ -628,3 +652,32 @@ def test_migration_0004_keeps_existing_notifications_as_the_default_receivers(db
             assert connection.execute(sa.text("SELECT slack_ts FROM alerts")).scalar() == "1700.1"
     finally:
         engine.dispose()
+
+
+# ----------------------------------------------------------------------------- digests to named receivers
+
+
+def test_a_digest_goes_to_the_receivers_it_names(
+    sqlite_engine: sa.engine.Engine,
+    slack_server: SlackServer,
+    webhook: WebhookServer,
+    smtp: SmtpServer,
+) -> None:
+    from monitor.digest.send import DigestSender
+
+    data = config_data(
+        sqlite_engine, slack_server, webhook, smtp, digest={"receivers": ["ops-webhook", "oncall-email"]}
+    )
+    settings = settings_of(data)
+    now = utcnow()
+    add_run(sqlite_engine, "nvidia", -0.6, now, "slides")
+    sender = DigestSender(settings, sqlite_engine)
+    sender.send_now(sender.build(sender.period_since(None, now)), now)
+    assert sorted(r.receiver for r in rows(sqlite_engine)) == ["oncall-email", "ops-webhook"]
+    assert Deliverer(settings, sqlite_engine).deliver_due(now).delivered == 2
+    [posted] = webhook.delivered
+    assert posted["kind"] == "digest" and posted["alert"] is None
+    assert posted["digest"]["topics"][0]["topic"] == "nvidia" and posted["title"].startswith("Digest · ")
+    [mail] = smtp.messages
+    assert mail["Subject"].startswith("[aichip-monitor] Digest · ") and "nvidia" in mail.get_content()
+    assert slack_server.posts() == []

@@ -1,14 +1,14 @@
 """A local generic-webhook receiver on 127.0.0.1 (the JSON webhook receiver's tests), on http.server.
 
-    server = WebhookServer().start()
-    receiver url: server.url                      # POST /hook
-    server.fail(status=500, times=3)              # the next three requests answer 500
-    server.fail(status=429, retry_after="2")      # then one 429 with Retry-After
-    server.fail(status=410)                       # "Gone"
-    server.fail(hang=5)                           # no answer for 5 s, then close
-    server.requests                               # every request: headers, raw body, parsed JSON, status
-    server.delivered                              # the JSON bodies it accepted (2xx), in order
-    server.stop()
+server = WebhookServer().start()
+receiver url: server.url                      # POST /hook
+server.fail(status=500, times=3)              # the next three requests answer 500
+server.fail(status=429, retry_after="2")      # then one 429 with Retry-After
+server.fail(status=410)                       # "Gone"
+server.fail(hang=5)                           # no answer for 5 s, then close
+server.requests                               # every request: headers, raw body, parsed JSON, status
+server.delivered                              # the JSON bodies it accepted (2xx), in order
+server.stop()
 """
 
 from __future__ import annotations

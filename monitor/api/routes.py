@@ -274,6 +274,11 @@ class AlertEventDetail(BaseModel):
     )
     episode: list[dict[str, Any]] = Field(description="The episode's events: id, kind, at, value.")
     notification: dict[str, Any] | None = Field(description="Its notification's delivery, if notified.")
+    notifications: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Its delivery to each receiver it was routed to: id, receiver, status, attempts, "
+        "delivered_at, delivered_via, error.",
+    )
 
 
 @router.get(

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from monitor.config import DigestConfig, Settings
+from monitor.config import DEFAULT_RECEIVER, DigestConfig, Settings
 from monitor.digest.content import DigestContent, build_digest
 from monitor.digest.render import render_slack, render_text
 from monitor.digest.schedule import Period, current_period, period_length
@@ -49,22 +49,24 @@ class DigestSender:
             top_stories=self.config.top_stories,
         )
 
-    def receivers(self) -> list[str | None]:
-        """Where the digest goes: one outbox row each. None is the default destination (Slack, else the
-        console). Named receivers are routed once the configuration defines them (`settings.receivers`);
-        until then every name means the default destination, which gets the digest once."""
-        if getattr(self.settings, "receivers", None) is None or not self.config.receivers:
-            return [None]
+    def receivers(self) -> list[str]:
+        """Where the digest goes, one outbox row each: `digest.receivers`, or `default` (the `slack:`
+        destination, else the console). Until the configuration defines `receivers:`, any names given mean
+        the default destination, which then gets the digest once."""
+        if self.settings.receivers is None or not self.config.receivers:
+            return [DEFAULT_RECEIVER]
         return list(dict.fromkeys(self.config.receivers))
 
     def payloads(self, content: DigestContent) -> list[dict[str, Any]]:
         """The outbox payloads: the message rendered for Slack and the console, and the digest's data."""
         text, blocks = render_slack(content, self.settings.http.public_url)
+        start, end = (f"{at:%Y%m%dT%H%M%S}" for at in (content.period.start, content.period.end))
         base = {
             "kind": "digest",
             # The bot transport marks its post with `key` and looks for it before posting again after an
             # attempt whose outcome is unknown: the same period's digest never posts twice.
-            "key": f"digest:{content.name}:{isoformat(content.period.start)}:{isoformat(content.period.end)}",
+            # Also an e-mail's Message-ID: letters, digits, `.`, `-`, `_` only.
+            "key": f"digest-{content.name}-{start}-{end}",
             "fingerprint": digest_store.fingerprint(content.name),
             "rendered": {"text": text, "blocks": blocks, "console": render_text(content)},
             "digest": content.as_dict(),
@@ -87,7 +89,7 @@ class DigestSender:
             period_start=period.start,
             period_end=period.end,
             now=now,
-            receivers=self.config.receivers,
+            receivers=self.receivers(),
             payloads=self.payloads(content),
         )
         if claim_id is not None:

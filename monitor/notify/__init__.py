@@ -1,4 +1,5 @@
-"""notify stage: the outbox worker and its transports (Slack bot, Slack webhook, console)."""
+"""notify stage: the outbox worker, routes and receivers (Slack bot, Slack webhook, JSON webhook, e-mail,
+console)."""
 
 from monitor.notify.deliver import Deliverer, DeliveryReport
 from monitor.notify.transports import SendError, parse_retry_after

@@ -17,6 +17,7 @@ with the server's words as the reason (they need the configuration fixed, then `
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import socket
 import ssl
@@ -30,6 +31,7 @@ from monitor.notify.message import dashboard_link, render_console
 from monitor.notify.transports import Job, SendError, Sent
 
 SMTP_NETWORK_ERRORS = (smtplib.SMTPServerDisconnected, TimeoutError, ConnectionError, OSError)
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class _Bounded:
@@ -95,8 +97,9 @@ class EmailReceiver:
     # ------------------------------------------------------------------ the message
 
     def message_id(self, key: str) -> str:
-        """The same on every attempt of one notification (mail systems and people can tell a repeat)."""
-        return f"<{key}@{self.domain}>"
+        """The same on every attempt of one notification (mail systems and people can tell a repeat); the
+        key is reduced to the characters a Message-ID may carry."""
+        return f"<{_UNSAFE_ID.sub('-', key)}@{self.domain}>"
 
     def build(self, job: Job) -> EmailMessage:
         p = job.payload

@@ -75,7 +75,13 @@ def queue(engine: Engine, *, name: str, payloads: Sequence[dict[str, Any]], now:
 def _enqueue(session: Session, name: str, payloads: Sequence[dict[str, Any]], now: datetime) -> list[int]:
     rows = [
         outbox.enqueue(
-            session, alert_event_id=None, fingerprint=fingerprint(name), kind="digest", payload=p, now=now
+            session,
+            alert_event_id=None,
+            fingerprint=fingerprint(name),
+            kind="digest",
+            payload=p,
+            now=now,
+            receiver=p.get("receiver"),
         )
         for p in payloads
     ]

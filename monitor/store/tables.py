@@ -291,7 +291,7 @@ class Digest(SQLModel, table=True):
     period_start: datetime = Field(sa_column=_ts(nullable=False))  # UTC, the start of the covered period
     period_end: datetime = Field(sa_column=_ts(nullable=False))  # when it was due
     created_at: datetime = Field(sa_column=_ts(nullable=False))
-    receivers: str = Field(default="", max_length=1000)  # comma-separated; empty: the default destination
+    receivers: str = Field(default="", max_length=1000)  # the receivers it was queued for, comma-separated
 
 
 class Silence(SQLModel, table=True):

@@ -43,9 +43,7 @@ def _unique_on(table: str, columns: list[str]) -> str:
 def upgrade() -> None:
     old_unique = _unique_on("notifications", ["alert_event_id"])
     with op.batch_alter_table("notifications", naming_convention=_UQ_CONVENTION) as batch_op:
-        batch_op.add_column(
-            sa.Column("receiver", _string(100), nullable=False, server_default="default")
-        )
+        batch_op.add_column(sa.Column("receiver", _string(100), nullable=False, server_default="default"))
         batch_op.drop_constraint(old_unique, type_="unique")
         batch_op.create_unique_constraint(_NEW_UNIQUE, ["alert_event_id", "receiver"])
         batch_op.alter_column(
@@ -57,7 +55,10 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("alerts") as batch_op:
         batch_op.alter_column(
-            "slack_channel", new_column_name="message_channel", existing_type=_string(100), existing_nullable=True
+            "slack_channel",
+            new_column_name="message_channel",
+            existing_type=_string(100),
+            existing_nullable=True,
         )
         batch_op.alter_column(
             "slack_ts",
@@ -75,7 +76,10 @@ def downgrade() -> None:
     op.execute("UPDATE alerts SET message_id = NULL WHERE length(message_id) > 64")
     with op.batch_alter_table("alerts") as batch_op:
         batch_op.alter_column(
-            "message_channel", new_column_name="slack_channel", existing_type=_string(100), existing_nullable=True
+            "message_channel",
+            new_column_name="slack_channel",
+            existing_type=_string(100),
+            existing_nullable=True,
         )
         batch_op.alter_column(
             "message_id",
