@@ -6,11 +6,11 @@ The set (models/data/stories/events.csv, see its README) holds articles labelled
 syndicated copies, rewrites, English/Chinese write-ups of one event, hard negatives (two different Nvidia
 earnings-day stories, daily market wraps) and bad input (one-word headlines, shared boilerplate). Articles go
 through the product's own path: the topics the classifier assigns (`Classifier.score_texts`, the shipped model
-and config/monitor.yaml's topics), the stage's meaning vector
-of each article (`MeaningEmbedder`) and `StoryIndex` (monitor/stories/cluster.py), in order of arrival, with the
-configured window. Every pair of articles is then counted: same story and same event (true positive), same
-story but different events (false positive), different stories for one event (false negative), apart by
-language relation: same language, or cross-language (English against Chinese).
+and config/monitor.yaml's topics), the stage's meaning vector of each article (`MeaningEmbedder`) and
+`StoryIndex` (monitor/stories/cluster.py), in order of arrival, with the configured window. Every pair of
+articles is then counted: same story and same event (true positive), same story but different events (false
+positive), different stories for one event (false negative), apart by language relation: same language, or
+cross-language (English against Chinese).
 
 Events are split by a hash of their id: `dev` (a third) is where thresholds were chosen (`--grid` prints the
 candidates), `test` (the rest) is what the README reports. Floors: precision >= 0.95 and recall >= 0.85 on
