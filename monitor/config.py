@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.metric_names import METRIC_NAMES, NEEDS_BASELINE
+
 DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
 DEFAULT_DATABASE_URL = "sqlite:///data/monitor.db"
 
@@ -138,15 +140,8 @@ class TopicConfig(_Strict):
     rivals: list[str] = Field(default_factory=list)
 
 
-Metric = Literal[
-    "mean_sentiment",
-    "negative_share",
-    "positive_share",
-    "volume",
-    "volume_ratio",
-    "sentiment_shift",
-    "coverage_share",
-]
+# The names come from monitor/metric_names.py; a metric's spec is in monitor.alerts.metrics.METRICS.
+Metric = Literal[METRIC_NAMES]  # type: ignore[valid-type]
 
 
 class AlertRuleConfig(_Strict):
@@ -156,7 +151,7 @@ class AlertRuleConfig(_Strict):
     topic: str
     metric: Metric
     window: PositiveDuration = timedelta(hours=6)
-    baseline: PositiveDuration | None = None  # for volume_ratio / sentiment_shift
+    baseline: PositiveDuration | None = None  # for the metrics in NEEDS_BASELINE
     above: float | None = None
     below: float | None = None
     clear: float | None = None
@@ -179,7 +174,7 @@ class AlertRuleConfig(_Strict):
                 raise ValueError(f"'clear' ({self.clear}) must be <= 'above' ({self.above}) for hysteresis")
             if self.below is not None and self.clear < self.below:
                 raise ValueError(f"'clear' ({self.clear}) must be >= 'below' ({self.below}) for hysteresis")
-        if self.metric in ("volume_ratio", "sentiment_shift") and self.baseline is None:
+        if self.metric in NEEDS_BASELINE and self.baseline is None:
             object.__setattr__(self, "baseline", self.window * 4)
         return self
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from monitor.alerts.lifecycle import NOTIFIED_KINDS
-from monitor.alerts.metrics import BASELINE_METRICS, Measurement, clear_level, headline_order
+from monitor.alerts.metrics import METRICS, Measurement, clear_level, headline_order
 from monitor.config import AlertRuleConfig
 from monitor.store import alerts as alert_store
 from monitor.store import outbox
@@ -83,7 +83,7 @@ def rule_facts(
         "window_start": isoformat(m.window_start),
         "window_end": isoformat(m.window_end),
         "baseline_seconds": rule.baseline.total_seconds()
-        if rule.baseline is not None and rule.metric in BASELINE_METRICS
+        if rule.baseline is not None and METRICS[rule.metric].needs_baseline
         else None,
         "baseline_count": m.baseline_count,
         "baseline_value": m.baseline_value,

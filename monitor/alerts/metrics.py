@@ -21,6 +21,11 @@ Evidence:
   `volume` is the count itself, so it does not apply to it.
 - `min_sources`: the window's stories must come from at least that many distinct publishers before the rule
   may fire. It never holds an alert that would clear: too few publishers is no reason to keep ringing.
+
+Every fact about a metric is its `MetricSpec` in `METRICS`, the one registry: its label, how a value is
+written, whether it needs a baseline or the coverage total, how it is computed, what evidence it asks for
+and how its headlines are ordered. `measure`, `clears`, `headline_order`, the replay, the explanation, the
+messages and the CLI read it from there; the config validates names against `monitor.metric_names`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from monitor.config import AlertRuleConfig
 from monitor.store.windows import EMPTY, HeadlineOrder, WindowStats
@@ -36,19 +42,180 @@ StatsFn = Callable[[datetime, datetime], WindowStats]
 # Stories (articles) in a window carrying any configured topic: coverage_share's denominator.
 TotalFn = Callable[[datetime, datetime], int]
 
-SENTIMENT_METRICS = frozenset({"mean_sentiment", "negative_share", "positive_share", "sentiment_shift"})
-VOLUME_METRICS = frozenset({"volume", "volume_ratio"})
-BASELINE_METRICS = frozenset({"volume_ratio", "sentiment_shift"})
-
-METRIC_LABELS = {
-    "mean_sentiment": "Mean sentiment",
-    "negative_share": "Negative share",
-    "positive_share": "Positive share",
-    "volume": "Volume",
-    "volume_ratio": "Volume ratio",
-    "sentiment_shift": "Sentiment shift",
-    "coverage_share": "Coverage share",
+# How a value is written: a signed score, a percentage, a whole count, a ratio.
+Unit = Literal["score", "share", "count", "ratio"]
+UNIT_FORMATS: dict[str, Callable[[float], str]] = {
+    "score": lambda v: f"{v:+.2f}",
+    "share": lambda v: f"{v:.0%}",
+    "count": lambda v: f"{v:.0f}",
+    "ratio": lambda v: f"{v:.1f}×",
 }
+# What `min_articles` means for a metric:
+# - "count": nothing, the count is the metric;
+# - "window": that many in the window to fire; thin coverage may still clear;
+# - "sentiment": that many in the window (and the baseline) to fire or to clear; too few holds the alert.
+Evidence = Literal["count", "window", "sentiment"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInput:
+    """What a metric is computed from at one moment."""
+
+    rule: AlertRuleConfig
+    window: WindowStats
+    baseline: WindowStats | None  # when the spec needs_baseline (EMPTY for a zero-length baseline)
+    coverage: int | None  # when the spec needs_coverage: the window's stories on any configured topic
+
+
+# (metric input) -> (value, baseline value); None: undefined.
+ComputeFn = Callable[[MetricInput], tuple[float | None, float | None]]
+# (rule direction, resolved) -> the order that explains the turn.
+OrderFn = Callable[[Literal["above", "below"], bool], HeadlineOrder]
+
+
+def _baseline_mean(value: float, unit: str) -> str:
+    return f"mean {value:+.2f}"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """Everything about one metric; register it in `METRICS` (and its name in monitor/metric_names.py)."""
+
+    name: str
+    label: str  # "Mean sentiment": message titles and lines (lower-cased inside sentences)
+    unit: Unit  # how a value (and the threshold, the clear level) is written
+    compute: ComputeFn
+    headline_order: OrderFn
+    evidence: Evidence = "window"
+    needs_baseline: bool = False  # compared with the `baseline` period before the window
+    needs_coverage: bool = False  # reads the window's stories on any configured topic
+    # The baseline line of a message: (baseline value, counted unit) -> text.
+    baseline_text: Callable[[float, str], str] = _baseline_mean
+
+    def format(self, value: float | None) -> str:
+        return "n/a" if value is None else UNIT_FORMATS[self.unit](value)
+
+
+def _recent(direction: str, resolved: bool) -> HeadlineOrder:
+    return "recent"
+
+
+def _most_covered(direction: str, resolved: bool) -> HeadlineOrder:
+    return "most_covered"
+
+
+def _turn(negative_when: Literal["above", "below"]) -> OrderFn:
+    """Most negative stories for a negative turn, most positive for a positive one (reversed on resolve):
+    the turn is negative when the rule's direction is `negative_when`."""
+
+    def order(direction: Literal["above", "below"], resolved: bool) -> HeadlineOrder:
+        negative_turn = (direction == negative_when) != resolved
+        return "most_negative" if negative_turn else "most_positive"
+
+    return order
+
+
+def _volume_ratio(x: MetricInput) -> tuple[float | None, float | None]:
+    assert x.baseline is not None and x.rule.baseline is not None
+    window_rate = x.window.count / x.rule.window.total_seconds()
+    baseline_rate = max(x.baseline.count, 1) / x.rule.baseline.total_seconds()
+    return window_rate / baseline_rate, x.baseline.count / (x.rule.baseline.total_seconds() / 3600)
+
+
+def _sentiment_shift(x: MetricInput) -> tuple[float | None, float | None]:
+    assert x.baseline is not None
+    mean, base = x.window.mean, x.baseline.mean
+    return (None if mean is None or base is None else mean - base), base
+
+
+def _coverage_share(x: MetricInput) -> tuple[float | None, float | None]:
+    return (x.window.count / x.coverage if x.coverage else None), None
+
+
+def _specs(*specs: MetricSpec) -> dict[str, MetricSpec]:
+    return {spec.name: spec for spec in specs}
+
+
+METRICS: dict[str, MetricSpec] = _specs(
+    MetricSpec(
+        "mean_sentiment",
+        "Mean sentiment",
+        "score",
+        compute=lambda x: (x.window.mean, None),
+        headline_order=_turn(negative_when="below"),
+        evidence="sentiment",
+    ),
+    MetricSpec(
+        "negative_share",
+        "Negative share",
+        "share",
+        compute=lambda x: (x.window.neg_share, None),
+        headline_order=_turn(negative_when="above"),
+        evidence="sentiment",
+    ),
+    MetricSpec(
+        "positive_share",
+        "Positive share",
+        "share",
+        compute=lambda x: (x.window.pos_share, None),
+        headline_order=_turn(negative_when="below"),
+        evidence="sentiment",
+    ),
+    MetricSpec(
+        "volume",
+        "Volume",
+        "count",
+        compute=lambda x: (float(x.window.count), None),
+        headline_order=_recent,
+        evidence="count",
+    ),
+    MetricSpec(
+        "volume_ratio",
+        "Volume ratio",
+        "ratio",
+        compute=_volume_ratio,
+        headline_order=_recent,
+        needs_baseline=True,
+        baseline_text=lambda value, unit: f"{value:.2f} {unit}/h",
+    ),
+    MetricSpec(
+        "sentiment_shift",
+        "Sentiment shift",
+        "score",
+        compute=_sentiment_shift,
+        headline_order=_turn(negative_when="below"),
+        evidence="sentiment",
+        needs_baseline=True,
+    ),
+    MetricSpec(
+        "coverage_share",
+        "Coverage share",
+        "share",
+        compute=_coverage_share,
+        headline_order=_most_covered,
+        needs_coverage=True,
+    ),
+)
+
+
+def metric_label(metric: str) -> str:
+    """The metric's label; a name no spec knows (an old payload's) is shown as it is."""
+    spec = METRICS.get(metric)
+    return spec.label if spec is not None else metric
+
+
+def format_value(metric: str | None, value: float | None) -> str:
+    """A value as the metric writes it; a name no spec knows is written as a signed score."""
+    if value is None:
+        return "n/a"
+    spec = METRICS.get(metric or "")
+    return spec.format(value) if spec is not None else UNIT_FORMATS["score"](value)
+
+
+def baseline_text(metric: str, value: float, unit: str) -> str:
+    """The baseline's value as a message writes it (`0.50 stories/h`, `mean +0.12`)."""
+    spec = METRICS.get(metric)
+    return spec.baseline_text(value, unit) if spec is not None else _baseline_mean(value, unit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,40 +241,24 @@ def measure(
 ) -> Measurement:
     """Compute `rule`'s metric at `now`, reading window statistics through `stats(start, end)` (and, for
     coverage_share, the window's stories on any configured topic through `total(start, end)`)."""
+    spec = METRICS[rule.metric]
     start = now - rule.window
     window = stats(start, now)
     baseline: WindowStats | None = None
-    if rule.metric in BASELINE_METRICS:
+    if spec.needs_baseline:
         assert rule.baseline is not None  # the config fills it in for these metrics
         baseline = stats(start - rule.baseline, start) if rule.baseline > timedelta(0) else EMPTY
-    value: float | None
-    baseline_value: float | None = None
     coverage: int | None = None
-    enough = window.count >= rule.min_articles
-    if rule.metric == "mean_sentiment":
-        value = window.mean
-    elif rule.metric == "negative_share":
-        value = window.neg_share
-    elif rule.metric == "positive_share":
-        value = window.pos_share
-    elif rule.metric == "volume":
-        value = float(window.count)
-        enough = True
-    elif rule.metric == "coverage_share":
-        assert total is not None, "coverage_share needs the window's total over the configured topics"
+    if spec.needs_coverage:
+        assert total is not None, f"{rule.metric} needs the window's total over the configured topics"
         coverage = total(start, now)
-        value = window.count / coverage if coverage else None
-    elif rule.metric == "volume_ratio":
-        assert baseline is not None and rule.baseline is not None
-        window_rate = window.count / rule.window.total_seconds()
-        baseline_rate = max(baseline.count, 1) / rule.baseline.total_seconds()
-        value = window_rate / baseline_rate
-        baseline_value = baseline.count / (rule.baseline.total_seconds() / 3600)
-    else:  # sentiment_shift
-        assert baseline is not None
-        baseline_value = baseline.mean
-        value = None if window.mean is None or baseline.mean is None else window.mean - baseline.mean
-        enough = enough and baseline.count >= rule.min_articles
+    value, baseline_value = spec.compute(MetricInput(rule, window, baseline, coverage))
+    if spec.evidence == "count":
+        enough = True
+    else:
+        enough = window.count >= rule.min_articles
+        if spec.evidence == "sentiment" and baseline is not None:
+            enough = enough and baseline.count >= rule.min_articles
     return Measurement(
         value=value,
         count=window.count,
@@ -144,7 +295,7 @@ def clears(rule: AlertRuleConfig, m: Measurement) -> bool:
     """
     if m.value is None:
         return True
-    if rule.metric in SENTIMENT_METRICS and not m.enough:
+    if METRICS[rule.metric].evidence == "sentiment" and not m.enough:
         return False
     level = clear_level(rule)
     return m.value < level if rule.above is not None else m.value > level
@@ -152,17 +303,5 @@ def clears(rule: AlertRuleConfig, m: Measurement) -> bool:
 
 def headline_order(rule: AlertRuleConfig, resolved: bool = False) -> HeadlineOrder:
     """Which stories explain the alert: most negative for a negative turn, most positive for a positive,
-    the most recent for volume, the most widely carried for coverage share."""
-    if rule.metric in VOLUME_METRICS:
-        return "recent"
-    if rule.metric == "coverage_share":
-        return "most_covered"
-    negative_turn = {
-        "mean_sentiment": rule.direction == "below",
-        "sentiment_shift": rule.direction == "below",
-        "negative_share": rule.direction == "above",
-        "positive_share": rule.direction == "below",
-    }[rule.metric]
-    if resolved:
-        negative_turn = not negative_turn
-    return "most_negative" if negative_turn else "most_positive"
+    the most recent for volume, the most widely carried for coverage share (each spec says which)."""
+    return METRICS[rule.metric].headline_order(rule.direction, resolved)

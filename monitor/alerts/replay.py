@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from monitor.alerts.lifecycle import Snapshot, next_deadline, step
-from monitor.alerts.metrics import BASELINE_METRICS, StatsFn, TotalFn, measure
+from monitor.alerts.metrics import METRICS, StatsFn, TotalFn, measure
 from monitor.config import AlertRuleConfig, Settings
 from monitor.store.windows import (
     NEGATIVE,
@@ -309,7 +309,7 @@ def _evaluation_points(
 ) -> list[datetime]:
     """Every moment an article enters or leaves the window (or the baseline), plus `since` and `until`."""
     offsets = [rule.window * 0, rule.window]
-    if rule.baseline is not None and rule.metric in BASELINE_METRICS:
+    if rule.baseline is not None and METRICS[rule.metric].needs_baseline:
         offsets.append(rule.window + rule.baseline)
     return sorted({t + off for t in times for off in offsets if since < t + off <= until} | {since, until})
 
@@ -329,7 +329,7 @@ def replay(
             lookback = rule.window + (rule.baseline or rule.window * 0)
             rows = topic_series(session, rule.topic, since - lookback, until)
             coverage = None
-            if rule.metric == "coverage_share":
+            if METRICS[rule.metric].needs_coverage:
                 coverage = coverage_series(
                     session, list(settings.topics), since - lookback, until, rule.count
                 )

@@ -279,6 +279,7 @@ def rules() -> None:
 @handle_errors
 def rules_list(app: App, output_format: str) -> None:
     """The configured rules."""
+    from monitor.alerts.metrics import METRICS
     from monitor.notify.message import format_duration
 
     def duration(value: timedelta | None) -> str | None:
@@ -292,7 +293,7 @@ def rules_list(app: App, output_format: str) -> None:
             "condition": f"{r.direction} {r.threshold:g}",
             "clear": r.clear,
             "window": duration(r.window),
-            "baseline": duration(r.baseline) if r.metric in ("volume_ratio", "sentiment_shift") else None,
+            "baseline": duration(r.baseline) if METRICS[r.metric].needs_baseline else None,
             "count": r.count,
             "min_articles": r.min_articles,
             "min_sources": r.min_sources,

@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from monitor.alerts.metrics import metric_label
 from monitor.digest.content import AlertNote, DigestContent, Tally, TopicDigest, TopStory
 from monitor.notify.message import (
     HEADER_LIMIT,
     MAX_BLOCKS,
-    METRIC_LABELS,
     MRKDWN,
     PLAIN,
     REASON_TEXT,
@@ -93,7 +93,7 @@ def _story_line(story: TopStory, style: Style) -> str:
 def _alert_line(content: DigestContent, note: AlertNote, style: Style) -> str:
     """`• 🔴 2026-03-28 09:15 fired nvidia-drop: mean sentiment -0.42 (threshold -0.30)`."""
     metric = note.metric or ""
-    label = METRIC_LABELS.get(metric, metric or "value").lower()
+    label = (metric_label(metric) if metric else "value").lower()
     line = (
         f"• {ALERT_ICON.get(note.kind, '')} {_local(content, note.at)} {note.kind} {style.bold(note.rule)}: "
         f"{style.text(label)} {format_value(metric, note.value)}"

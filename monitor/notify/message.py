@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from monitor.alerts.metrics import METRICS, baseline_text, format_value, metric_label
 from monitor.textsafe import strip_bidi
 
 SECTION_LIMIT = 3000
@@ -33,15 +34,6 @@ TEXT_LIMIT = 3000
 MAX_HEADLINES = 5
 
 SEVERITY_ICON = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
-METRIC_LABELS = {
-    "mean_sentiment": "Mean sentiment",
-    "negative_share": "Negative share",
-    "positive_share": "Positive share",
-    "volume": "Volume",
-    "volume_ratio": "Volume ratio",
-    "sentiment_shift": "Sentiment shift",
-    "coverage_share": "Coverage share",
-}
 ORDER_LABELS = {
     "most_negative": "most negative first",
     "most_positive": "most positive first",
@@ -77,18 +69,6 @@ def safe_link(url: str | None) -> str | None:
         return None
     url = quote(url, safe="/:?#[]@!$&'()*+,;=%~-._")  # encodes space, <, >, |, ", non-ASCII
     return url.replace("&", "&amp;") if len(url) <= 1800 else None
-
-
-def format_value(metric: str, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if metric in ("negative_share", "positive_share", "coverage_share"):
-        return f"{value:.0%}"
-    if metric == "volume":
-        return f"{value:.0f}"
-    if metric == "volume_ratio":
-        return f"{value:.1f}×"
-    return f"{value:+.2f}"
 
 
 def format_duration(seconds: float) -> str:
@@ -179,7 +159,7 @@ def explanation_lines(p: dict[str, Any], style: Style) -> list[str]:
     """Why the alert is in this state, line by line: value, window, evidence, baseline or coverage, what
     changed since the last notice, and (resolved) why it resolved."""
     metric = p["metric"]
-    label = METRIC_LABELS.get(metric, metric)
+    label = metric_label(metric)
     lines = [
         f"{style.bold(label)} is {style.bold(format_value(metric, p.get('value')))} "
         f"({style.text(_comparison(p))})"
@@ -220,7 +200,8 @@ def _evidence(p: dict[str, Any], style: Style) -> str:
         text += " (every copy counts)"
     needs = []
     unit = "story" if p["unit"] == "stories" else "article"
-    if p["metric"] != "volume" and int(p.get("min_articles") or 0) > 0:
+    spec = METRICS.get(p["metric"])
+    if (spec is None or spec.evidence != "count") and int(p.get("min_articles") or 0) > 0:
         needs.append(f"≥ {plural(int(p['min_articles']), unit)}")
     if int(p.get("min_sources") or 0) > 0:
         needs.append(f"≥ {plural(int(p['min_sources']), 'source')}")
@@ -230,8 +211,9 @@ def _evidence(p: dict[str, Any], style: Style) -> str:
 
 
 def _coverage(p: dict[str, Any], style: Style) -> str | None:
-    """coverage_share: what the share is of."""
-    if p["metric"] != "coverage_share" or p.get("coverage_total") is None:
+    """coverage_share (a metric that needs the coverage total): what the share is of."""
+    spec = METRICS.get(p["metric"])
+    if spec is None or not spec.needs_coverage or p.get("coverage_total") is None:
         return None
     unit = "story" if p.get("unit", "stories") == "stories" else "article"
     total = int(p["coverage_total"])
@@ -248,9 +230,8 @@ def _baseline(p: dict[str, Any], style: Style) -> str | None:
     base = format_duration(p["baseline_seconds"])
     unit = p.get("unit") or "articles"
     count = plural(int(p.get("baseline_count") or 0), "story" if unit == "stories" else "article")
-    if p["metric"] == "volume_ratio":
-        return f"Baseline: the {base} before · {p['baseline_value']:.2f} {unit}/h ({count})"
-    return f"Baseline: the {base} before · mean {p['baseline_value']:+.2f} ({count})"
+    value = baseline_text(p["metric"], p["baseline_value"], unit)
+    return f"Baseline: the {base} before · {value} ({count})"
 
 
 def _since_last(p: dict[str, Any], style: Style) -> str | None:
@@ -363,7 +344,7 @@ def _counts(p: dict[str, Any]) -> str:
 def render_text(p: dict[str, Any]) -> str:
     """The plain `text` fallback (Slack parses it as mrkdwn too, so it is escaped the same way)."""
     metric = p["metric"]
-    label = METRIC_LABELS.get(metric, metric).lower()
+    label = metric_label(metric).lower()
     prefix = {"resolved": "Resolved", "reminder": "Still firing"}.get(
         p["kind"], str(p.get("severity", "")).upper()
     )
@@ -413,7 +394,7 @@ def render_resolved_original(
         metric = resolved["metric"]
         reason = REASON_TEXT.get(str(resolved.get("reason")), str(resolved.get("reason") or ""))
         note = (
-            f"*Resolved* {_time(resolved.get('at'))}: {escape(METRIC_LABELS.get(metric, metric).lower())} "
+            f"*Resolved* {_time(resolved.get('at'))}: {escape(metric_label(metric).lower())} "
             f"now {escape(format_value(metric, resolved.get('value')))}"
         )
         if resolved.get("unit") is not None and resolved.get("stories") is not None:
