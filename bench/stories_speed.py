@@ -198,6 +198,8 @@ def fill(engine: sa.Engine, stored: int, now: datetime, seed: int = 1) -> None:
             connection.execute(sa.insert(StoryArticle.__table__), members)
             replace_article_topics(connection, topics)
     if engine.dialect.name == "postgresql":  # explicit ids: move the sequences past them
+        with engine.connect() as connection:  # and fresh planner statistics, as autovacuum keeps them live
+            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
         with engine.begin() as connection:
             for table, column in (("articles", "id"), ("stories", "id"), ("story_articles", "seq")):
                 connection.execute(

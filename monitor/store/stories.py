@@ -264,19 +264,32 @@ def refresh_stories(connection: Connection, story_ids: Iterable[int]) -> None:
         if empty:
             connection.execute(sa.delete(_V).where(_V.c.story_id.in_(empty)))
             connection.execute(sa.delete(_S).where(_S.c.id.in_(empty)))
+        updates = []
         for story_id, rows in members.items():
             rows.sort(key=lambda r: (as_utc(r[0]), r[3]))
             languages = list(dict.fromkeys(r[2] for r in rows if r[2]))
+            updates.append(
+                {
+                    "story": story_id,
+                    "first": as_utc(rows[0][0]),
+                    "last": max(as_utc(r[0]) for r in rows),
+                    "count": len(rows),
+                    "publishers": len({r[1] for r in rows if r[1]}),
+                    "langs": ",".join(languages)[:100],
+                }
+            )
+        if updates:  # one statement, many rows: a round trip per batch, not per story
             connection.execute(
                 sa.update(_S)
-                .where(_S.c.id == story_id)
+                .where(_S.c.id == sa.bindparam("story"))
                 .values(
-                    first_seen=as_utc(rows[0][0]),
-                    last_seen=max(as_utc(r[0]) for r in rows),
-                    articles=len(rows),
-                    sources=len({r[1] for r in rows if r[1]}),
-                    languages=",".join(languages)[:100],
-                )
+                    first_seen=sa.bindparam("first", type_=_S.c.first_seen.type),
+                    last_seen=sa.bindparam("last", type_=_S.c.last_seen.type),
+                    articles=sa.bindparam("count"),
+                    sources=sa.bindparam("publishers"),
+                    languages=sa.bindparam("langs"),
+                ),
+                updates,
             )
         refresh_story_topics(connection, [s for s in chunk if s in members])
 
