@@ -384,24 +384,12 @@ def history(
     None means. Raises HistoryError (naming the parameter) for a bad range, bucket or time zone, and
     before any query when topics x buckets exceed `max_points` (the API's cap on one response).
     """
-    zone = _zone(tz)
+    zone = time_zone(tz)
     since, until = as_utc(since), as_utc(until)
     if until <= since:
         raise HistoryError("until", "until must be after since")
-    starts = bucket_starts(since, until, bucket, zone)
-    if len(starts) > MAX_BUCKETS:
-        raise HistoryError(
-            "bucket",
-            f"the range needs more than {MAX_BUCKETS} {bucket} buckets per topic; use a larger bucket",
-        )
     topics = list(dict.fromkeys(topics))
-    if max_points is not None and len(topics) * len(starts) > max_points:
-        raise HistoryError(
-            "bucket",
-            f"{len(topics)} topic(s) x {len(starts)} {bucket} buckets = {len(topics) * len(starts)} points, "
-            f"more than the {max_points} one response may hold; use a larger bucket, a shorter range "
-            "or fewer topics",
-        )
+    starts = bucket_grid(since, until, bucket, zone, len(topics), max_points)
     sums = {topic: [[0, 0.0, 0, 0] for _ in starts] for topic in topics}
     if topics and starts:
         if isinstance(engine, Connection):
@@ -425,13 +413,34 @@ def history(
     return points
 
 
-def _zone(tz: str) -> ZoneInfo:
+def time_zone(tz: str) -> ZoneInfo:
+    """The IANA zone `tz`, or HistoryError naming `tz`."""
     try:
         return ZoneInfo(tz)
     except (ValueError, KeyError, OSError):
         raise HistoryError(
             "tz", f"unknown time zone {tz!r} (an IANA name such as UTC or Europe/Berlin)"
         ) from None
+
+
+def bucket_grid(
+    since: datetime, until: datetime, bucket: str, zone: ZoneInfo, topics: int, max_points: int | None
+) -> list[datetime]:
+    """The bucket starts, refused (naming `bucket`) when the grid is larger than one answer may be."""
+    starts = bucket_starts(since, until, bucket, zone)
+    if len(starts) > MAX_BUCKETS:
+        raise HistoryError(
+            "bucket",
+            f"the range needs more than {MAX_BUCKETS} {bucket} buckets per topic; use a larger bucket",
+        )
+    if max_points is not None and topics * len(starts) > max_points:
+        raise HistoryError(
+            "bucket",
+            f"{topics} topic(s) x {len(starts)} {bucket} buckets = {topics * len(starts)} points, "
+            f"more than the {max_points} one response may hold; use a larger bucket, a shorter range "
+            "or fewer topics",
+        )
+    return starts
 
 
 def _accumulate(

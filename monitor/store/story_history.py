@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from monitor.store.history import MAX_BUCKETS, HistoryError, bucket_starts
+from monitor.store.history import HistoryError, bucket_grid, time_zone
 from monitor.store.tables import StoryTopic
 from monitor.timeutil import as_utc
 
@@ -82,12 +81,12 @@ def story_history(
 
     Topics come back in the given order, buckets in time order, empty buckets with 0 stories and None means.
     """
-    zone = _zone(tz)
+    zone = time_zone(tz)
     since, until = as_utc(since), as_utc(until)
     if until <= since:
         raise HistoryError("until", "until must be after since")
     topics = list(dict.fromkeys(topics))
-    starts = _grid(since, until, bucket, zone, len(topics), max_points)
+    starts = bucket_grid(since, until, bucket, zone, len(topics), max_points)
     cells = {topic: [_Cell() for _ in starts] for topic in topics}
     totals = [0] * len(starts)
     if topics and starts:
@@ -101,35 +100,6 @@ def story_history(
         for topic in topics
         for start, cell, total in zip(starts, cells[topic], totals, strict=True)
     ]
-
-
-def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ValueError, KeyError, OSError):
-        raise HistoryError(
-            "tz", f"unknown time zone {tz!r} (an IANA name such as UTC or Europe/Berlin)"
-        ) from None
-
-
-def _grid(
-    since: datetime, until: datetime, bucket: str, zone: ZoneInfo, topics: int, max_points: int | None
-) -> list[datetime]:
-    """The bucket starts, refused (naming `bucket`) when the grid is larger than one answer may be."""
-    starts = bucket_starts(since, until, bucket, zone)
-    if len(starts) > MAX_BUCKETS:
-        raise HistoryError(
-            "bucket",
-            f"the range needs more than {MAX_BUCKETS} {bucket} buckets per topic; use a larger bucket",
-        )
-    if max_points is not None and topics * len(starts) > max_points:
-        raise HistoryError(
-            "bucket",
-            f"{topics} topic(s) x {len(starts)} {bucket} buckets = {topics * len(starts)} points, "
-            f"more than the {max_points} one response may hold; use a larger bucket, a shorter range "
-            "or fewer topics",
-        )
-    return starts
 
 
 def _accumulate(
